@@ -1,0 +1,31 @@
+# Two commands work on a fresh machine: `make demo` and `make test`.
+# Both create .venv when it is missing and install the pinned versions from constraints.txt.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mtrl-installed
+EXTRAS ?= sb3,dev
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow lint clean-runs
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mtrl demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check mtrl_bench envs agents baselines benchmarks tests
+
+clean-runs:
+	rm -rf runs

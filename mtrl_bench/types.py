@@ -1,0 +1,158 @@
+"""Core contracts every suite, policy and agent meets at (DESIGN §3).
+
+- ``Task``: an upstream environment id, verbatim, plus the stable ``index`` agents see.
+- ``Suite``: a frozen, versioned value with fixed ``train`` / ``test`` splits.
+- ``Policy``: what the harness needs to evaluate anything (``act`` + ``reset``).
+- ``Agent``: a policy that can also ``update``, ``save`` and ``load``.
+
+Task identity is always passed explicitly as ``task_ids``; no suite puts it into observations.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from mtrl_bench.errors import UsageError, require_positive
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from mtrl_bench.vector import MultiTaskVectorEnv
+
+#: Evaluation env seeds are offset by this much, so they never meet training env seeds.
+EVAL_SEED_OFFSET = 1_000_000_000
+#: Sub-env ``i`` of a vector env built with base seed ``s`` is seeded with ``s * SEED_STRIDE + i``.
+SEED_STRIDE = 10_000
+
+
+def load_attr(path: str) -> Any:
+    """Import ``"package.module:attr"`` lazily (the registry stores only such strings)."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    """Upstream environment id, verbatim (e.g. ``MiniGrid-DoorKey-6x6-v0``)."""
+    index: int
+    """Stable id within the suite; what agents see as ``task_ids``."""
+    max_episode_steps: int
+    """Episode limit of this task (truncation happens at this step)."""
+    score_bounds: tuple[float, float] = (0.0, 1.0)
+    """Returns ``(low, high)`` that map to normalised scores 0 and 1."""
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    """Extra keyword arguments for the upstream constructor (hashable pairs)."""
+
+    def normalize(self, episode_return: float) -> float:
+        low, high = self.score_bounds
+        return (float(episode_return) - low) / (high - low)
+
+
+@dataclass(frozen=True)
+class Suite:
+    id: str
+    """``family/name-vN``; the version changes whenever tasks, splits or normalisers change."""
+    tasks: tuple[Task, ...]
+    splits: Mapping[str, tuple[int, ...]]
+    """Split name -> task indices. Fixed in code, never recomputed from a runtime seed."""
+    env_factory: str
+    """``"module:attr"`` of ``f(task, suite) -> gym.Env``: one task, ``info["success"]`` each step."""
+    backend: Literal["numpy", "jax"] = "numpy"
+    description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Reward / episode options that change results; recorded in every result record."""
+
+    def __post_init__(self) -> None:
+        indices = [t.index for t in self.tasks]
+        if indices != list(range(len(self.tasks))):
+            raise ValueError(f"{self.id}: task indices must be 0..{len(self.tasks) - 1}")
+        for name, ids in self.splits.items():
+            if not ids or any(i not in range(len(self.tasks)) for i in ids):
+                raise ValueError(f"{self.id}: split {name!r} has bad task indices {ids}")
+        object.__setattr__(self, "splits", MappingProxyType(dict(self.splits)))
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @property
+    def max_episode_steps(self) -> int:
+        return max(t.max_episode_steps for t in self.tasks)
+
+    def split_tasks(self, split: str) -> tuple[Task, ...]:
+        if split not in self.splits:
+            raise UsageError(
+                f"unknown split {split!r} for suite {self.id}; allowed: {', '.join(self.splits)}"
+            )
+        return tuple(self.tasks[i] for i in self.splits[split])
+
+    def make_single(self, task: Task | int) -> gym.Env:
+        """One upstream env for one task (what ``check_env`` and single-task agents use)."""
+        task = self.tasks[task] if isinstance(task, int) else task
+        return load_attr(self.env_factory)(task, self)
+
+    def make(self, split: str, *, envs_per_task: int = 1, seed: int = 0) -> MultiTaskVectorEnv:
+        """A vector env over the tasks of ``split``; env ``j`` of task ``t`` sits at
+        ``t_pos * envs_per_task + j``. The first ``reset()`` without a seed uses ``seed``."""
+        from mtrl_bench.vector import MultiTaskVectorEnv
+
+        require_positive("envs_per_task", envs_per_task)
+        if seed < 0 or seed >= EVAL_SEED_OFFSET * 2:
+            raise UsageError(f"seed must be in [0, {2 * EVAL_SEED_OFFSET}), got {seed}")
+        tasks = self.split_tasks(split)
+        fns = [(lambda t=t: self.make_single(t)) for t in tasks for _ in range(envs_per_task)]
+        task_ids = np.repeat([t.index for t in tasks], envs_per_task)
+        return MultiTaskVectorEnv(fns, task_ids, seed=seed)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """All the harness needs. ``obs`` is the batched observation of a ``MultiTaskVectorEnv``,
+    ``task_ids`` the int array of task indices; returns a batch of actions."""
+
+    def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:
+        ...
+
+    def reset(self, mask: np.ndarray) -> None:
+        """Forget per-episode memory for the envs where ``mask`` is True."""
+        ...
+
+
+@runtime_checkable
+class Agent(Policy, Protocol):
+    """A policy that learns. Training loops live with each algorithm, not in a base class."""
+
+    def update(self, batch: Any) -> Mapping[str, float]:
+        ...
+
+    def save(self, path: Path) -> None:
+        ...
+
+    @classmethod
+    def load(cls, path: Path, suite: Suite) -> Agent:
+        ...
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What the registry resolves an agent id to: a config type, its presets and two functions.
+
+    ``train(config, suite, seed, run_dir, steps, progress)`` trains (resuming from checkpoints
+    in ``run_dir``) and returns the trained policy; ``load(run_dir, suite)`` rebuilds it.
+    """
+
+    id: str
+    config_cls: type
+    presets: Mapping[str, Any]
+    train: Callable[..., Policy]
+    load: Callable[[Path, Suite], Policy]
+    description: str = ""
