@@ -1,0 +1,1 @@
+"""Agents: one algorithm per file (DESIGN §6). MOORE, MTPPO, MoE, PCGrad land with the MiniGrid agents issue."""

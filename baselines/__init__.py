@@ -1,0 +1,1 @@
+"""Baselines and reference points: random policy, SB3 adapters."""

@@ -1,0 +1,49 @@
+"""Uniform random policy: the lower reference point of every table.
+
+It ignores observations and task ids and samples from the suite's action space with its own
+seeded generator, so its evaluation is reproducible. "Training" writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from mtrl_bench.types import AgentSpec, Suite
+
+
+@dataclass(frozen=True)
+class Config:
+    """The random policy has no hyperparameters."""
+
+
+class RandomPolicy:
+    def __init__(self, action_space: gym.Space, seed: int = 0) -> None:
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:
+        return np.stack([self.action_space.sample() for _ in range(len(task_ids))])
+
+    def reset(self, mask: np.ndarray) -> None:
+        pass
+
+
+def load(run_dir: Path, suite: Suite) -> RandomPolicy:
+    seed = json.loads((run_dir / "config.json").read_text())["seed"]
+    return RandomPolicy(suite.make_single(suite.tasks[0]).action_space, seed)
+
+
+def train(config: Config, suite: Suite, seed: int, run_dir: Path, steps: int, progress: bool):
+    return RandomPolicy(suite.make_single(suite.tasks[0]).action_space, seed)
+
+
+SPEC = AgentSpec(
+    id="random", config_cls=Config, presets={"default": Config()}, train=train, load=load,
+    description="uniform random actions",
+)  # fmt: skip

@@ -1,0 +1,1 @@
+"""Suites: one module per environment family."""

@@ -1,0 +1,105 @@
+"""MiniGrid multi-task suites: MOORE's MT3 / MT5 / MT7 (Hendawy et al., ICLR 2024) with held-out splits.
+
+Train splits are exactly MOORE's task sets (``run_minigrid_ppo_mt.py``)::
+
+    MT3 = LavaGapS7, RedBlueDoors-6x6, MemoryS11
+    MT5 = MT3 + DoorKey-6x6, DistShift1
+    MT7 = MT5 + SimpleCrossingS9N2, MultiRoom-N2-S4
+
+Held-out ``test`` splits (v1) take the *same families at an unseen size or difficulty*, one held-out
+task per train task, so a zero-shot score measures generalisation within a family rather than
+transfer to unrelated games::
+
+    LavaGapS7 -> LavaGapS6            RedBlueDoors-6x6 -> RedBlueDoors-8x8
+    MemoryS11 -> MemoryS13            DoorKey-6x6 -> DoorKey-8x8
+    DistShift1 -> DistShift2          SimpleCrossingS9N2 -> SimpleCrossingS9N3
+    MultiRoom-N2-S4 -> MultiRoom-N4-S5 (v1: minigrid 3.2.0's v0 id builds 6 rooms)
+
+Observation: the upstream 7x7x3 egocentric symbolic image (``ImgObsWrapper``), HWC uint8 as
+minigrid returns it (agents that want CHW, as MOORE does, transpose it themselves). Reward:
+upstream, ``1 - 0.9 * step_count / max_steps`` on reaching the goal, else 0. Episode limit:
+upstream ``max_steps``. Success: the episode terminated with a positive reward.
+
+Normaliser (Todorov et al., TMLR 2025, App. B, used for MOORE's MiniGrid IQMs): a return is
+divided by the return of an optimal episode, ``1 - 0.9 * optimal_steps / max_steps``, so 0 =
+failure and 1 = optimal. The optimal step counts of train tasks are the TMLR paper's; those of
+held-out tasks are the median shortest-path length over 20 seeded layouts, computed with the
+BFS oracle in ``envs/minigrid_oracle.py`` (the command is in the README). Short layouts can
+score slightly above 1; scores are not clipped.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+from minigrid.wrappers import ImgObsWrapper
+
+from mtrl_bench.types import Suite, Task
+
+# (upstream id, max_steps, optimal steps of the normaliser)
+_TRAIN = {
+    "LavaGapS7": ("MiniGrid-LavaGapS7-v0", 196, 8),
+    "RedBlueDoors-6x6": ("MiniGrid-RedBlueDoors-6x6-v0", 720, 8),
+    "MemoryS11": ("MiniGrid-MemoryS11-v0", 605, 15),
+    "DoorKey-6x6": ("MiniGrid-DoorKey-6x6-v0", 360, 11),
+    "DistShift1": ("MiniGrid-DistShift1-v0", 252, 11),
+    "SimpleCrossingS9N2": ("MiniGrid-SimpleCrossingS9N2-v0", 324, 15),
+    "MultiRoom-N2-S4": ("MiniGrid-MultiRoom-N2-S4-v0", 40, 5),
+}
+_HELD_OUT = {
+    "LavaGapS7": ("MiniGrid-LavaGapS6-v0", 144, 6),
+    "RedBlueDoors-6x6": ("MiniGrid-RedBlueDoors-8x8-v0", 1280, 10),
+    "MemoryS11": ("MiniGrid-MemoryS13-v0", 845, 19),
+    "DoorKey-6x6": ("MiniGrid-DoorKey-8x8-v0", 640, 15),
+    "DistShift1": ("MiniGrid-DistShift2-v0", 252, 11),
+    "SimpleCrossingS9N2": ("MiniGrid-SimpleCrossingS9N3-v0", 324, 15),
+    "MultiRoom-N2-S4": ("MiniGrid-MultiRoom-N4-S5-v1", 80, 15),
+}
+
+
+class SuccessInfo(gym.Wrapper):
+    """Adds ``info["success"]``: the episode terminated with a positive reward."""
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return obs, {**info, "success": False}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "success": bool(terminated and reward > 0)}
+
+
+def make_env(task: Task, suite: Suite) -> gym.Env:
+    env = gym.make(task.name)
+    if env.unwrapped.max_steps != task.max_episode_steps:
+        raise RuntimeError(
+            f"{task.name}: minigrid max_steps is {env.unwrapped.max_steps}, suite expects "
+            f"{task.max_episode_steps}; this minigrid version changed the task"
+        )
+    return SuccessInfo(ImgObsWrapper(env))
+
+
+def _task(index: int, spec: tuple[str, int, int]) -> Task:
+    name, max_steps, optimal = spec
+    return Task(name, index, max_steps, score_bounds=(0.0, 1.0 - 0.9 * optimal / max_steps))
+
+
+def _suite(name: str, families: list[str], description: str) -> Suite:
+    tasks = [_task(i, _TRAIN[f]) for i, f in enumerate(families)]
+    tasks += [_task(len(families) + i, _HELD_OUT[f]) for i, f in enumerate(families)]
+    n = len(families)
+    return Suite(
+        id=f"minigrid/{name}-v1",
+        tasks=tuple(tasks),
+        splits={"train": tuple(range(n)), "test": tuple(range(n, 2 * n))},
+        env_factory="mtrl_bench.envs.minigrid:make_env",
+        description=description,
+        options={"observation": "ImgObsWrapper 7x7x3 HWC uint8", "reward": "minigrid upstream"},
+    )
+
+
+_MT3 = ["LavaGapS7", "RedBlueDoors-6x6", "MemoryS11"]
+_MT5 = [*_MT3, "DoorKey-6x6", "DistShift1"]
+_MT7 = [*_MT5, "SimpleCrossingS9N2", "MultiRoom-N2-S4"]
+MT3 = _suite("mt3", _MT3, "MOORE's MiniGrid MT3; held-out: same families, unseen sizes")
+MT5 = _suite("mt5", _MT5, "MOORE's MiniGrid MT5; held-out: same families, unseen sizes")
+MT7 = _suite("mt7", _MT7, "MOORE's MiniGrid MT7; held-out: same families, unseen sizes")

@@ -1,0 +1,100 @@
+"""Tiny multi-task suites where the task id decides the optimal action (learning tests in seconds).
+
+- ``toy/bandit-v1``: a contextual bandit. The observation is uninformative noise; task ``i`` pays 1
+  for action ``i`` and 0 otherwise, then the episode ends. Without the task id no policy beats
+  ``1 / num_actions``; with it, 1 is reachable. Train tasks 0-3, held-out task 4 (its arm is
+  never rewarded in training, so zero-shot success measures nothing but luck, by design).
+- ``toy/goal-line-v1``: a corridor of 15 cells; the agent starts in the middle and must walk to a
+  task-dependent goal cell. The observation is the one-hot position only, so the direction
+  comes from the task id. Train goals 0, 14, 3; held-out goal 11 (same side as goal 14, so a policy
+  that generalises "go right" from goal 14 can solve it zero-shot). Reward minigrid-style:
+  ``1 - 0.9 * steps / max_steps`` on reaching the goal.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from mtrl_bench.types import Suite, Task
+
+_BANDIT_ARMS = 5
+_LINE_CELLS, _LINE_MAX_STEPS = 15, 16
+_LINE_GOALS = (0, 14, 3, 11)
+
+
+class ContextualBandit(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(_BANDIT_ARMS)
+
+    def __init__(self, arm: int) -> None:
+        self.arm = arm
+
+    def _obs(self) -> np.ndarray:
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._obs(), {"success": False}
+
+    def step(self, action):
+        hit = int(action) == self.arm
+        return self._obs(), float(hit), True, False, {"success": hit}
+
+
+class GoalLine(gym.Env):
+    observation_space = gym.spaces.Box(0.0, 1.0, (_LINE_CELLS,), np.float32)
+    action_space = gym.spaces.Discrete(2)  # 0: left, 1: right
+
+    def __init__(self, goal: int) -> None:
+        self.goal = goal
+        self.pos, self.t = _LINE_CELLS // 2, 0
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros(_LINE_CELLS, np.float32)
+        obs[self.pos] = 1.0
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.t = _LINE_CELLS // 2, 0
+        return self._obs(), {"success": False}
+
+    def step(self, action):
+        self.t += 1
+        self.pos = int(np.clip(self.pos + (1 if int(action) == 1 else -1), 0, _LINE_CELLS - 1))
+        reached = self.pos == self.goal
+        reward = 1.0 - 0.9 * self.t / _LINE_MAX_STEPS if reached else 0.0
+        truncated = not reached and self.t >= _LINE_MAX_STEPS
+        return self._obs(), reward, reached, truncated, {"success": reached}
+
+
+def make_bandit(task: Task, suite: Suite) -> gym.Env:
+    return ContextualBandit(arm=dict(task.kwargs)["arm"])
+
+
+def make_goal_line(task: Task, suite: Suite) -> gym.Env:
+    return GoalLine(goal=dict(task.kwargs)["goal"])
+
+
+def _line_task(index: int, goal: int) -> Task:
+    optimal = abs(goal - _LINE_CELLS // 2)
+    best = 1.0 - 0.9 * optimal / _LINE_MAX_STEPS
+    return Task(f"goal-line-{goal}", index, _LINE_MAX_STEPS, (0.0, best), (("goal", goal),))
+
+
+BANDIT = Suite(
+    id="toy/bandit-v1",
+    tasks=tuple(Task(f"bandit-arm{a}", a, 1, (0.0, 1.0), (("arm", a),)) for a in range(5)),
+    splits={"train": (0, 1, 2, 3), "test": (4,)},
+    env_factory="mtrl_bench.envs.toy:make_bandit",
+    description="contextual bandit: the task id names the paying arm",
+)
+
+GOAL_LINE = Suite(
+    id="toy/goal-line-v1",
+    tasks=tuple(_line_task(i, g) for i, g in enumerate(_LINE_GOALS)),
+    splits={"train": (0, 1, 2), "test": (3,)},
+    env_factory="mtrl_bench.envs.toy:make_goal_line",
+    description="corridor with a task-dependent goal cell; held-out goal 11",
+)

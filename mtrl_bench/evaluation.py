@@ -1,0 +1,151 @@
+"""Evaluation and protocols (DESIGN §5).
+
+``evaluate`` builds a fresh vector env whose seeds are disjoint from training seeds (base seed
+``EVAL_SEED_OFFSET + seed``), and counts exactly ``episodes_per_task`` episodes per task. Each
+sub-env gets a fixed quota of episodes decided up front, so short episodes are not
+over-represented. An episode succeeds when ``info["success"]`` was seen at any step (the
+Meta-World rule). Stochastic policies that draw from numpy's or torch's global RNG are
+reproducible because ``evaluate`` seeds both before the first step.
+
+Protocols are small named functions; their name and version go into every record:
+
+- ``mt`` (v1): evaluate on the ``train`` split;
+- ``zero_shot`` (v1): evaluate on the held-out ``test`` split, without any adaptation.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mtrl_bench.errors import UsageError, require_positive
+from mtrl_bench.types import EVAL_SEED_OFFSET, Policy, Suite
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    task_index: int
+    episodes: int
+    success: float
+    mean_return: float
+    score: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    suite: str
+    split: str
+    tasks: tuple[TaskResult, ...]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean([t.score for t in self.tasks]))
+
+    @property
+    def success(self) -> float:
+        return float(np.mean([t.success for t in self.tasks]))
+
+
+def _seed_global_rngs(seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def evaluate(
+    policy: Policy,
+    suite: Suite,
+    split: str,
+    episodes_per_task: int,
+    seed: int,
+    *,
+    envs_per_task: int = 4,
+    deterministic: bool = False,
+    progress: bool = False,
+) -> EvalResult:
+    require_positive("episodes_per_task", episodes_per_task)
+    require_positive("envs_per_task", envs_per_task)
+    tasks = suite.split_tasks(split)
+    envs_per_task = min(envs_per_task, episodes_per_task)
+    env = suite.make(split, envs_per_task=envs_per_task, seed=EVAL_SEED_OFFSET + seed)
+    n = env.num_envs
+    # Quota of env j within its task: episodes split as evenly as possible, decided up front.
+    quota = np.tile(
+        [episodes_per_task // envs_per_task + (j < episodes_per_task % envs_per_task)
+         for j in range(envs_per_task)], len(tasks),
+    )  # fmt: skip
+    finished = np.zeros(n, int)
+    returns = [[] for _ in range(n)]
+    successes = [[] for _ in range(n)]
+    ep_return, ep_success = np.zeros(n), np.zeros(n, bool)
+
+    _seed_global_rngs(seed)
+    obs, _ = env.reset()
+    policy.reset(np.ones(n, bool))
+    bar = tqdm(total=int(quota.sum()), desc=f"eval {suite.id} {split}", disable=not progress)
+    while (finished < quota).any():
+        actions = policy.act(obs, env.task_ids, deterministic=deterministic)
+        obs, rewards, terminated, truncated, info = env.step(actions)
+        ep_return += rewards
+        ep_success |= info["success"]
+        done = terminated | truncated
+        for i in np.flatnonzero(done & (finished < quota)):
+            returns[i].append(ep_return[i])
+            successes[i].append(ep_success[i])
+            finished[i] += 1
+            bar.update(1)
+        ep_return[done], ep_success[done] = 0.0, False
+        if done.any():
+            policy.reset(done)
+    bar.close()
+    env.close()
+
+    results = []
+    for k, task in enumerate(tasks):
+        block = range(k * envs_per_task, (k + 1) * envs_per_task)
+        rets = np.concatenate([returns[i] for i in block])
+        succ = np.concatenate([successes[i] for i in block])
+        assert len(rets) == episodes_per_task
+        mean_return = float(rets.mean())
+        results.append(
+            TaskResult(
+                task.name, task.index, episodes_per_task, float(succ.mean()), mean_return,
+                task.normalize(mean_return),
+            )
+        )  # fmt: skip
+    return EvalResult(suite.id, split, tuple(results))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    split: str
+    run: Callable[..., EvalResult]
+
+
+def mt(policy: Policy, suite: Suite, episodes_per_task: int, seed: int, **kw) -> EvalResult:
+    """Multi-task performance on the training tasks."""
+    return evaluate(policy, suite, "train", episodes_per_task, seed, **kw)
+
+
+def zero_shot(policy: Policy, suite: Suite, episodes_per_task: int, seed: int, **kw) -> EvalResult:
+    """Held-out tasks, no adaptation: the policy sees the held-out task ids it never trained on."""
+    return evaluate(policy, suite, "test", episodes_per_task, seed, **kw)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "mt": Protocol("mt", 1, "train", mt),
+    "zero_shot": Protocol("zero_shot", 1, "test", zero_shot),
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {name!r}; allowed: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]

@@ -1,0 +1,58 @@
+"""Lazy registry of suites and agents (DESIGN §4).
+
+Ids map to ``"module:attr"`` strings, so listing ids imports neither JAX, torch nor MuJoCo.
+Third-party packages add entries through the entry-point groups ``mtrl_bench.suites`` and
+``mtrl_bench.agents`` (entry-point name = id, value = ``module:attr``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from importlib.metadata import entry_points
+
+from mtrl_bench.errors import UsageError
+from mtrl_bench.types import AgentSpec, Suite, load_attr
+
+SUITES: dict[str, str] = {
+    "minigrid/mt3-v1": "mtrl_bench.envs.minigrid:MT3",
+    "minigrid/mt5-v1": "mtrl_bench.envs.minigrid:MT5",
+    "minigrid/mt7-v1": "mtrl_bench.envs.minigrid:MT7",
+    "toy/bandit-v1": "mtrl_bench.envs.toy:BANDIT",
+    "toy/goal-line-v1": "mtrl_bench.envs.toy:GOAL_LINE",
+}
+
+AGENTS: dict[str, str] = {
+    "random": "mtrl_bench.baselines.random_policy:SPEC",
+    "sb3-ppo": "mtrl_bench.baselines.sb3:PPO_SHARED",
+    "sb3-ppo-independent": "mtrl_bench.baselines.sb3:PPO_INDEPENDENT",
+}
+
+
+@cache
+def _plugins(group: str) -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=group)}
+
+
+def suite_ids() -> list[str]:
+    return sorted({**SUITES, **_plugins("mtrl_bench.suites")})
+
+
+def agent_ids() -> list[str]:
+    return sorted({**AGENTS, **_plugins("mtrl_bench.agents")})
+
+
+def _resolve(kind: str, key: str, table: dict[str, str], group: str) -> str:
+    known = {**_plugins(group), **table}
+    if key in known:
+        return known[key]
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.3) or sorted(known)[:5]
+    raise UsageError(f"unknown {kind} {key!r}; closest: {', '.join(close)}")
+
+
+def get_suite(suite_id: str) -> Suite:
+    return load_attr(_resolve("suite", suite_id, SUITES, "mtrl_bench.suites"))
+
+
+def get_agent(agent_id: str) -> AgentSpec:
+    return load_attr(_resolve("agent", agent_id, AGENTS, "mtrl_bench.agents"))

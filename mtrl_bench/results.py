@@ -1,0 +1,178 @@
+"""Run directories and the results store (DESIGN §5).
+
+``runs/<suite family>/<suite name>/<agent>/<seed>/`` holds:
+
+- ``config.json``: the resolved config; resuming with a different one is refused;
+- ``env.json``: provenance (package versions, git SHA, device, python);
+- ``metrics.jsonl``: append-only training metrics;
+- ``eval.jsonl``: append-only evaluation records, one per task, each with ``schema``;
+- ``ckpt/``: the agent's checkpoints (written atomically by the agent);
+- ``DONE``: written last.
+
+Every write is atomic (temp file, fsync, rename) or an fsynced append of whole lines, so a crash
+or kill loses no finished result. Nothing here reads pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from mtrl_bench.errors import UsageError
+
+SCHEMA_VERSION = 1
+EVAL_KEYS = (
+    "schema", "suite", "protocol", "protocol_version", "split", "task", "task_index", "agent",
+    "config_hash", "seed", "env_steps", "episodes", "success", "return", "score",
+)  # fmt: skip
+_PACKAGES = ("mtrl-bench", "numpy", "gymnasium", "minigrid", "torch", "stable-baselines3", "jax")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def append_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    lines = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in rows)
+    with open(path, "a") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Read a JSONL file; a corrupted or truncated line is a one-line ``UsageError``."""
+    if not path.exists():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise UsageError(f"{path}:{n} is corrupted or truncated (not valid JSON)") from None
+        missing = [k for k in required if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise UsageError(f"{path}:{n} is missing keys {missing}")
+        if "schema" in required and row["schema"] != SCHEMA_VERSION:
+            raise UsageError(f"{path}:{n} has schema {row['schema']}, expected {SCHEMA_VERSION}")
+        rows.append(row)
+    return rows
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=5, check=True,
+        )  # fmt: skip
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def provenance() -> dict[str, Any]:
+    return {
+        "versions": package_versions(),
+        "git_sha": git_sha(),
+        "python": sys.version.split()[0],
+        "device": f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
+        "platform": platform.platform(),
+    }
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class RunDir:
+    """One (suite, agent, seed) run. ``open`` is the only method that creates files."""
+
+    def __init__(self, root: Path, suite: str, agent: str, seed: int) -> None:
+        self.path = Path(root) / suite / agent / str(seed)
+
+    config_path = property(lambda self: self.path / "config.json")
+    eval_path = property(lambda self: self.path / "eval.jsonl")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    ckpt_dir = property(lambda self: self.path / "ckpt")
+    done = property(lambda self: (self.path / "DONE").exists())
+
+    def check_config(self, config: Mapping[str, Any]) -> None:
+        """Refuse to resume a run whose saved config differs (before anything is written)."""
+        if not self.config_path.exists():
+            return
+        saved = json.loads(self.config_path.read_text())
+        if saved != json.loads(json.dumps(config)):
+            diff = sorted(k for k in {*saved, *config} if saved.get(k) != config.get(k))
+            raise UsageError(
+                f"run directory {self.path} holds a different config (keys {diff} differ); "
+                "use another --runs-dir or delete it"
+            )
+
+    def open(self, config: Mapping[str, Any]) -> None:
+        self.check_config(config)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            atomic_write_json(self.config_path, config)
+        atomic_write_json(self.path / "env.json", {**provenance(), "time": now()})
+
+    def read_eval(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.eval_path, EVAL_KEYS)
+
+    def append_eval(self, records: Iterable[Mapping[str, Any]]) -> None:
+        append_jsonl(self.eval_path, records)
+
+    def append_metrics(self, row: Mapping[str, Any]) -> None:
+        append_jsonl(self.metrics_path, [{"schema": SCHEMA_VERSION, "time": now(), **row}])
+
+    def mark_done(self) -> None:
+        atomic_write_text(self.path / "DONE", now() + "\n")
+
+
+def collect_eval_records(roots: Iterable[Path]) -> list[dict[str, Any]]:
+    """All evaluation records under the given run roots (or single run directories)."""
+    records: list[dict[str, Any]] = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise UsageError(f"runs directory {root} does not exist")
+        for path in sorted(root.rglob("eval.jsonl")):
+            records.extend(read_jsonl(path, EVAL_KEYS))
+    return records
