@@ -6,6 +6,7 @@ seeded generator, so its evaluation is reproducible. "Training" writes nothing.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ class Config:
 
 class RandomPolicy:
     def __init__(self, action_space: gym.Space, seed: int = 0) -> None:
-        self.action_space = action_space
+        self.action_space = copy.deepcopy(action_space)  # own RNG, never a shared space's
         self.action_space.seed(seed)
 
     def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:

@@ -15,7 +15,7 @@ transfer to unrelated games::
     DistShift1 -> DistShift2          SimpleCrossingS9N2 -> SimpleCrossingS9N3
     MultiRoom-N2-S4 -> MultiRoom-N4-S5 (v1: minigrid 3.2.0's v0 id builds 6 rooms)
 
-Observation: the upstream 7x7x3 egocentric symbolic image (``ImgObsWrapper``), HWC uint8 as
+Observation: the upstream 7x7x3 egocentric symbolic image (as ``ImgObsWrapper`` gives it), HWC uint8 as
 minigrid returns it (agents that want CHW, as MOORE does, transpose it themselves). Reward:
 upstream, ``1 - 0.9 * step_count / max_steps`` on reaching the goal, else 0. Episode limit:
 upstream ``max_steps``. Success: the episode terminated with a positive reward.
@@ -31,7 +31,7 @@ score slightly above 1; scores are not clipped.
 from __future__ import annotations
 
 import gymnasium as gym
-from minigrid.wrappers import ImgObsWrapper
+import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
 from mtrl_bench.types import Suite, Task
 
@@ -56,16 +56,24 @@ _HELD_OUT = {
 }
 
 
-class SuccessInfo(gym.Wrapper):
-    """Adds ``info["success"]``: the episode terminated with a positive reward."""
+class MiniGridTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """The image observation (what ``minigrid.wrappers.ImgObsWrapper`` returns) plus
+    ``info["success"]``: the episode terminated with a positive reward. Inheriting
+    ``RecordConstructorArgs`` lets gymnasium re-create the env (``check_env`` needs that)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        self.observation_space = env.observation_space["image"]
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        return obs, {**info, "success": False}
+        return obs["image"], {**info, "success": False}
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, {**info, "success": bool(terminated and reward > 0)}
+        success = bool(terminated and reward > 0)
+        return obs["image"], reward, terminated, truncated, {**info, "success": success}
 
 
 def make_env(task: Task, suite: Suite) -> gym.Env:
@@ -75,7 +83,7 @@ def make_env(task: Task, suite: Suite) -> gym.Env:
             f"{task.name}: minigrid max_steps is {env.unwrapped.max_steps}, suite expects "
             f"{task.max_episode_steps}; this minigrid version changed the task"
         )
-    return SuccessInfo(ImgObsWrapper(env))
+    return MiniGridTask(env)
 
 
 def _task(index: int, spec: tuple[str, int, int]) -> Task:

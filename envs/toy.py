@@ -24,11 +24,10 @@ _LINE_GOALS = (0, 14, 3, 11)
 
 
 class ContextualBandit(gym.Env):
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    action_space = gym.spaces.Discrete(_BANDIT_ARMS)
-
     def __init__(self, arm: int) -> None:
         self.arm = arm
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(_BANDIT_ARMS)
 
     def _obs(self) -> np.ndarray:
         return self.np_random.uniform(-1, 1, 2).astype(np.float32)
@@ -43,11 +42,10 @@ class ContextualBandit(gym.Env):
 
 
 class GoalLine(gym.Env):
-    observation_space = gym.spaces.Box(0.0, 1.0, (_LINE_CELLS,), np.float32)
-    action_space = gym.spaces.Discrete(2)  # 0: left, 1: right
-
     def __init__(self, goal: int) -> None:
         self.goal = goal
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (_LINE_CELLS,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)  # 0: left, 1: right
         self.pos, self.t = _LINE_CELLS // 2, 0
 
     def _obs(self) -> np.ndarray:

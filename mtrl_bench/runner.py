@@ -93,12 +93,12 @@ def run(cfg: RunConfig, runs_dir: Path = Path("runs"), *, progress: bool = True)
     run_dir.check_config(config)
     if run_dir.done:
         return run_dir
+    have = {r["protocol"] for r in run_dir.read_eval() if r["env_steps"] == cfg.steps}
     run_dir.open(config)
     suite, spec = get_suite(cfg.suite), get_agent(cfg.agent)
     policy: Policy = spec.train(
         spec.presets[cfg.preset], suite, cfg.seed, run_dir, cfg.steps, progress
     )
-    have = {r["protocol"] for r in run_dir.read_eval() if r["env_steps"] == cfg.steps}
     for name in cfg.protocols:
         if name in have:
             continue

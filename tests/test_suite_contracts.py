@@ -1,0 +1,94 @@
+"""Contract tests over every registered suite (DESIGN §7)."""
+
+import numpy as np
+import pytest
+
+from mtrl_bench import checks
+from mtrl_bench.registry import get_suite, suite_ids
+from mtrl_bench.types import EVAL_SEED_OFFSET, SEED_STRIDE
+
+SUITES = suite_ids()
+
+
+@pytest.mark.parametrize("suite_id", SUITES)
+def test_splits_fixed_and_disjoint(suite_id):
+    suite = get_suite(suite_id)
+    checks.check_splits(suite)
+    assert suite is get_suite(suite_id), "a suite is a module constant, never rebuilt"
+    assert suite.id == suite_id and suite.id.rsplit("-v", 1)[1].isdigit()
+
+
+@pytest.mark.parametrize("suite_id", SUITES)
+def test_check_env_every_task(suite_id):
+    checks.check_single_envs(get_suite(suite_id))
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("suite_id", SUITES)
+def test_vector_env_contract(suite_id, split):
+    checks.check_vector_env(get_suite(suite_id), split, steps=150)
+
+
+@pytest.mark.parametrize("suite_id", SUITES)
+def test_same_seed_same_rollout(suite_id):
+    checks.check_determinism(get_suite(suite_id), "train", steps=80)
+
+
+@pytest.mark.parametrize("suite_id", SUITES)
+def test_different_seed_different_rollout(suite_id):
+    suite = get_suite(suite_id)
+    a = checks._rollout(suite, "train", 1, 30)
+    b = checks._rollout(suite, "train", 2, 30)
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("suite_id", SUITES)
+def test_task_ids_not_in_observation(suite_id):
+    """The vector env's observation is exactly the upstream single-task observation."""
+    suite = get_suite(suite_id)
+    env = suite.make("train", envs_per_task=1, seed=0)
+    assert env.single_observation_space == suite.make_single(suite.tasks[0]).observation_space
+    env.close()
+
+
+def test_same_step_autoreset_pinned():
+    """When an episode ends, the returned obs is the next episode's first obs (SAME_STEP)."""
+    suite = get_suite("toy/goal-line-v1")
+    env = suite.make("train", envs_per_task=1, seed=0)
+    obs, _ = env.reset()
+    start = obs.copy()
+    # task 0 (goal 0): seven steps left reach the goal from the middle cell 7
+    for t in range(7):
+        obs, rew, term, trunc, info = env.step(np.array([0, 0, 1]))
+    assert term[0] and rew[0] > 0 and info["success"][0]
+    assert info["_final_obs"][0] and info["final_obs"][0][0] == 1.0  # last obs: at cell 0
+    np.testing.assert_array_equal(obs[0], start[0])  # already reset to the middle cell
+    assert not info["success"][1] and not term[1]
+
+
+def test_train_and_eval_seeds_are_disjoint():
+    train = {s * SEED_STRIDE + i for s in range(100) for i in range(64)}
+    evals = {(EVAL_SEED_OFFSET + s) * SEED_STRIDE + i for s in range(100) for i in range(64)}
+    assert not train & evals
+    assert max(train) < min(evals)
+
+
+def test_minigrid_suites_match_moore_sets():
+    names = lambda sid: [t.name.removeprefix("MiniGrid-").removesuffix("-v0")  # noqa: E731
+                         for t in get_suite(sid).split_tasks("train")]
+    assert names("minigrid/mt3-v1") == ["LavaGapS7", "RedBlueDoors-6x6", "MemoryS11"]
+    assert names("minigrid/mt5-v1") == [*names("minigrid/mt3-v1"), "DoorKey-6x6", "DistShift1"]
+    assert names("minigrid/mt7-v1") == [
+        *names("minigrid/mt5-v1"), "SimpleCrossingS9N2", "MultiRoom-N2-S4"
+    ]
+
+
+def test_minigrid_observation_and_normaliser():
+    suite = get_suite("minigrid/mt3-v1")
+    env = suite.make_single(suite.tasks[0])
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (7, 7, 3) and obs.dtype == np.uint8
+    lava = suite.tasks[0]
+    optimal_return = 1 - 0.9 * 8 / 196  # TMLR normaliser: LavaGapS7 optimal 8 of 196 steps
+    assert lava.normalize(optimal_return) == pytest.approx(1.0)
+    assert lava.normalize(0.0) == 0.0
