@@ -26,22 +26,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
-import sys
 from collections import deque
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
-if __name__ == "__main__":
-    # Run as a file, envs/ is sys.path[0] and envs/minigrid.py would shadow
-    # the installed ``minigrid`` package: drop that entry before importing.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-
-import gymnasium  # noqa: E402
-import minigrid  # noqa: E402, F401  (registers the MiniGrid-* ids)
-from minigrid.core.actions import Actions  # noqa: E402
-from minigrid.minigrid_env import MiniGridEnv  # noqa: E402
+import gymnasium
+import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+from minigrid.core.actions import Actions
+from minigrid.envs.memory import MemoryEnv
+from minigrid.minigrid_env import MiniGridEnv
 
 __all__ = ["solve", "optimal_steps", "state_key", "OracleError"]
 
@@ -96,12 +90,17 @@ def _candidate_actions(env: MiniGridEnv, base: bool) -> list[int]:
     return acts
 
 
-def solve(env: Any, max_nodes: int = 200_000) -> list[int]:
+def solve(
+    env: Any, max_nodes: int = 200_000, must_see: tuple[int, int] | None = None
+) -> list[int]:
     """Return a shortest action list reaching a rewarded termination.
 
     ``env`` must already be reset; it is not modified (the search works on
     deep copies). ``max_nodes`` bounds the number of expanded states.
-    Raises :class:`OracleError` if no plan exists or the budget is exhausted.
+    ``must_see``: a cell the agent must have had in view before the rewarded
+    step counts (Memory's start-room object: without it the oracle uses
+    knowledge no agent has). Raises :class:`OracleError` if no plan exists or
+    the budget is exhausted.
     """
     root: MiniGridEnv = env.unwrapped
     if not isinstance(root, MiniGridEnv):
@@ -109,11 +108,14 @@ def solve(env: Any, max_nodes: int = 200_000) -> list[int]:
     base = _base_step_semantics(root)
     root = copy.deepcopy(root)
     root.render_mode = None  # never render during search
-    visited: set[Hashable] = {state_key(root)}
-    frontier: deque[tuple[MiniGridEnv, list[int]]] = deque([(root, [])])
+    def seen(e: MiniGridEnv, before: bool) -> bool:
+        return before or must_see is None or bool(e.agent_sees(*must_see))
+
+    visited: set[Hashable] = {(state_key(root), seen(root, False))}
+    frontier: deque[tuple[MiniGridEnv, list[int], bool]] = deque([(root, [], seen(root, False))])
     expanded = 0
     while frontier:
-        node, plan = frontier.popleft()
+        node, plan, node_seen = frontier.popleft()
         expanded += 1
         if expanded > max_nodes:
             raise OracleError(
@@ -124,16 +126,17 @@ def solve(env: Any, max_nodes: int = 200_000) -> list[int]:
             child = copy.deepcopy(node)
             _, reward, terminated, truncated, _ = child.step(action)
             if terminated:
-                if float(reward) > 0:
+                if float(reward) > 0 and node_seen:
                     return plan + [action]  # BFS layers => first hit is shortest
                 continue  # failed termination: never expand
             if truncated:
                 continue  # step limit hit; deeper states are useless
-            key = state_key(child)
+            child_seen = seen(child, node_seen)
+            key = (state_key(child), child_seen)
             if key in visited:
                 continue
             visited.add(key)
-            frontier.append((child, plan + [action]))
+            frontier.append((child, plan + [action], child_seen))
     raise OracleError(
         f"{type(root).__name__}: no successful plan exists within the step limit "
         f"({len(visited)} states explored)"
@@ -141,15 +144,18 @@ def solve(env: Any, max_nodes: int = 200_000) -> list[int]:
 
 
 def optimal_steps(
-    env_id: str, seeds: Sequence[int], max_nodes: int = 200_000
+    env_id: str, seeds: Sequence[int], max_nodes: int = 200_000, privileged: bool = False
 ) -> list[int]:
-    """Optimal plan length for each seed's layout of ``env_id``."""
+    """Optimal plan length for each seed's layout of ``env_id``. Unless ``privileged``,
+    a Memory plan must first look at the start-room object (cell ``(1, height // 2 - 1)``)."""
     lengths: list[int] = []
     for seed in seeds:
         env = gymnasium.make(env_id)
         try:
             env.reset(seed=int(seed))
-            lengths.append(len(solve(env, max_nodes=max_nodes)))
+            memory = isinstance(env.unwrapped, MemoryEnv) and not privileged
+            cue = (1, env.unwrapped.height // 2 - 1) if memory else None
+            lengths.append(len(solve(env, max_nodes=max_nodes, must_see=cue)))
         finally:
             env.close()
     return lengths
@@ -170,12 +176,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--envs", nargs="+", required=True, help="MiniGrid env ids")
     parser.add_argument("--layouts", type=int, default=20, help="seeds 0..N-1")
     parser.add_argument("--max-nodes", type=int, default=200_000)
+    parser.add_argument(
+        "--privileged", action="store_true", help="Memory: skip looking at the cue object"
+    )
     args = parser.parse_args(argv)
 
     header = ("env_id", "max_steps", "min", "median", "mean", "max")
     rows: list[tuple[str, ...]] = []
     for env_id in args.envs:
-        steps = optimal_steps(env_id, range(args.layouts), max_nodes=args.max_nodes)
+        steps = optimal_steps(env_id, range(args.layouts), args.max_nodes, args.privileged)
         rows.append(
             (
                 env_id,
@@ -187,11 +196,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = " | ".join("{:<%d}" % w for w in widths)
-    print(fmt.format(*header))
-    print("-|-".join("-" * w for w in widths))
-    for row in rows:
-        print(fmt.format(*row))
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":

@@ -54,9 +54,8 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
     if cfg.seed < 0:
         raise UsageError(f"seed must be non-negative, got {cfg.seed}")
     if cfg.preset not in spec.presets:
-        raise UsageError(
-            f"unknown preset {cfg.preset!r} for agent {cfg.agent}; allowed: {', '.join(spec.presets)}"
-        )
+        allowed = ", ".join(spec.presets)
+        raise UsageError(f"unknown preset {cfg.preset!r} for agent {cfg.agent}; allowed: {allowed}")
     for name in cfg.protocols:
         protocol = get_protocol(name)
         if protocol.split not in suite.splits:

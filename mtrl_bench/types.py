@@ -64,7 +64,8 @@ class Suite:
     splits: Mapping[str, tuple[int, ...]]
     """Split name -> task indices. Fixed in code, never recomputed from a runtime seed."""
     env_factory: str
-    """``"module:attr"`` of ``f(task, suite) -> gym.Env``: one task, ``info["success"]`` each step."""
+    """``"module:attr"`` of ``f(task, suite) -> gym.Env``: one task, ``info["success"]`` on
+    every step."""
     backend: Literal["numpy", "jax"] = "numpy"
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)

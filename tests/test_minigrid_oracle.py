@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-from types import ModuleType
+import statistics
 
 import gymnasium
 import pytest
-
-
-def _load_oracle() -> ModuleType:
-    try:
-        from mtrl_bench.envs import minigrid_oracle  # type: ignore[attr-defined]
-
-        return minigrid_oracle
-    except ImportError:
-        path = pathlib.Path(__file__).resolve().parents[1] / "envs" / "minigrid_oracle.py"
-        spec = importlib.util.spec_from_file_location("_minigrid_oracle", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-oracle = _load_oracle()
+from mtrl_bench.envs import minigrid_oracle as oracle
 
 REPLAY_ENVS = [
     "MiniGrid-DoorKey-6x6-v0",
@@ -103,3 +83,31 @@ def test_node_budget_error() -> None:
     env.reset(seed=0)
     with pytest.raises(oracle.OracleError, match="max_nodes"):
         oracle.solve(env, max_nodes=10)
+
+
+def _held_out_normaliser_matches_oracle(env_id):
+    from mtrl_bench.envs.minigrid import _HELD_OUT
+
+    (max_steps, optimal) = next((m, o) for name, m, o in _HELD_OUT.values() if name == env_id)
+    steps = oracle.optimal_steps(env_id, range(20))
+    assert statistics.median(steps) == optimal
+    assert oracle._max_steps(env_id) == max_steps
+
+
+@pytest.mark.parametrize(
+    "env_id", ["MiniGrid-LavaGapS6-v0", "MiniGrid-MemoryS13-v0", "MiniGrid-DistShift2-v0"]
+)
+def test_held_out_normaliser_is_the_oracle_median(env_id):
+    _held_out_normaliser_matches_oracle(env_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "MiniGrid-RedBlueDoors-8x8-v0", "MiniGrid-DoorKey-8x8-v0",
+        "MiniGrid-SimpleCrossingS9N3-v0", "MiniGrid-MultiRoom-N4-S5-v1",
+    ],
+)  # fmt: skip
+def test_held_out_normaliser_is_the_oracle_median_slow(env_id):
+    _held_out_normaliser_matches_oracle(env_id)

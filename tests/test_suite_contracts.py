@@ -58,7 +58,7 @@ def test_same_step_autoreset_pinned():
     obs, _ = env.reset()
     start = obs.copy()
     # task 0 (goal 0): seven steps left reach the goal from the middle cell 7
-    for t in range(7):
+    for _t in range(7):
         obs, rew, term, trunc, info = env.step(np.array([0, 0, 1]))
     assert term[0] and rew[0] > 0 and info["success"][0]
     assert info["_final_obs"][0] and info["final_obs"][0][0] == 1.0  # last obs: at cell 0
