@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# rliable 1.2.0 only imports with pandas < 3; the `dev` extra pins both, so a failed import
+# here is a broken install and must fail the suite rather than skip the comparison.
+from rliable import library as rly
+from rliable import metrics
+
 from mtrl_bench import stats
 from mtrl_bench.errors import UsageError
-
-try:  # rliable 1.2.0 only imports with pandas < 3 (the `dev` extra pins it).
-    from rliable import library as rly
-    from rliable import metrics
-except Exception as exc:  # its failure is a TypeError deep inside `arch`
-    rly = metrics = None
-    RLIABLE_ERROR = repr(exc)
-else:
-    RLIABLE_ERROR = ""
-
-needs_rliable = pytest.mark.skipif(rly is None, reason=f"rliable unavailable: {RLIABLE_ERROR}")
 
 _RNG = np.random.default_rng(20240611)
 A = _RNG.uniform(0.0, 1.2, size=(10, 5))  # some scores above gamma=1
@@ -71,7 +65,6 @@ def test_hand_computed_performance_profile() -> None:
 # --- equality with rliable -----------------------------------------------------------------
 
 
-@needs_rliable
 @pytest.mark.parametrize("name", sorted(ARRAYS))
 @pytest.mark.parametrize("metric", sorted(RLIABLE_AGGREGATES))
 def test_aggregates_equal_rliable(name: str, metric: str) -> None:
@@ -80,7 +73,6 @@ def test_aggregates_equal_rliable(name: str, metric: str) -> None:
     assert stats.AGGREGATES[metric](x) == pytest.approx(expected, abs=1e-12, rel=0)
 
 
-@needs_rliable
 @pytest.mark.parametrize(
     ("x", "y"),
     [(A, B), (B, A), (A, A), (TIES, TIES), (TIES, TIES_Y), (TIES_Y, TIES), (SMALL, SMALL_Y)],
@@ -96,7 +88,6 @@ def test_identical_arrays_give_one_half() -> None:
         assert stats.probability_of_improvement(x, x) == 0.5
 
 
-@needs_rliable
 @pytest.mark.parametrize("name", sorted(ARRAYS))
 def test_performance_profile_equals_rliable(name: str) -> None:
     x = ARRAYS[name]
@@ -105,7 +96,6 @@ def test_performance_profile_equals_rliable(name: str) -> None:
     np.testing.assert_allclose(stats.performance_profile(x, taus), points["x"], atol=1e-12, rtol=0)
 
 
-@needs_rliable
 @pytest.mark.parametrize("name", ["A", "TIES"])
 def test_bootstrap_ci_agrees_with_rliable(name: str) -> None:
     x = ARRAYS[name]
@@ -121,7 +111,6 @@ def test_bootstrap_ci_agrees_with_rliable(name: str) -> None:
         assert summary[metric].hi == pytest.approx(cis["x"][1, i], abs=0.02)
 
 
-@needs_rliable
 def test_probability_of_improvement_ci_agrees_with_rliable() -> None:
     x, y = A[:6, :4], B[:5, :4]  # small: rliable runs Mann-Whitney per task per replicate
 
@@ -135,7 +124,6 @@ def test_probability_of_improvement_ci_agrees_with_rliable() -> None:
     assert hi == pytest.approx(cis["xy"][1, 0], abs=0.03)
 
 
-@needs_rliable
 def test_performance_profile_ci_agrees_with_rliable() -> None:
     taus = np.linspace(0.0, 1.0, 11)
     np.random.seed(0)
