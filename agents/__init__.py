@@ -1,1 +1,4 @@
-"""Agents: one algorithm per file (DESIGN §6). MOORE, MTPPO, MoE, PCGrad land with the MiniGrid agents issue."""
+"""Agents: one algorithm per file (DESIGN §6).
+
+MOORE, MTPPO, MoE and PCGrad land with the MiniGrid agents issue.
+"""

@@ -17,7 +17,7 @@ from mtrl_bench.runner import RunConfig
 
 Flat = tyro.conf.arg(name="")
 DEMO_SUITE, DEMO_AGENTS, DEMO_SEEDS = "minigrid/mt3-v1", ("random", "sb3-ppo"), (0, 1, 2)
-DEMO_STEPS, DEMO_PRESET = 150_000, "minigrid"
+DEMO_STEPS, DEMO_PRESET = 400_000, "default"
 
 
 def list_ids(kind: Literal["all", "suites", "agents"] = "all") -> None:
