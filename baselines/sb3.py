@@ -44,6 +44,7 @@ from gymnasium import spaces
 from mtrl_bench.baselines.random_policy import RandomPolicy
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import is_wrapped
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
@@ -226,12 +227,14 @@ def _make_model(config: Config, env: OneHotTaskVecEnv, seed: int) -> PPO:
         "features_extractor_class": TaskFeatures,
         "features_extractor_kwargs": {"cnn": config.features == "minigrid_cnn"},
     }  # fmt: skip
-    return PPO(
+    model = PPO(
         config.policy, env, learning_rate=config.learning_rate, n_steps=config.n_steps,
         batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma,
         gae_lambda=config.gae_lambda, clip_range=config.clip_range, ent_coef=config.ent_coef,
         policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0,
     )  # fmt: skip
+    model.set_logger(Logger(folder=None, output_formats=[]))  # else each learn() makes a tmp dir
+    return model
 
 
 def _make_envs(config: Config, suite: Suite, seed: int, independent: bool) -> dict[int, Any]:
