@@ -16,8 +16,8 @@ from mtrl_bench.errors import UsageError, require_positive
 from mtrl_bench.runner import RunConfig
 
 Flat = tyro.conf.arg(name="")
-DEMO_SUITE, DEMO_AGENTS, DEMO_SEEDS = "minigrid/mt3-v1", ("random", "sb3-ppo"), (0, 1, 2)
-DEMO_STEPS, DEMO_PRESET = 400_000, "default"
+DEMO_SUITE, DEMO_SEEDS, DEMO_STEPS = "minigrid/mt3-v1", (0, 1, 2), 400_000
+DEMO_AGENTS = (("random", "default"), ("sb3-ppo", "default"))  # (agent, preset)
 
 
 def list_ids(kind: Literal["all", "suites", "agents"] = "all") -> None:
@@ -124,22 +124,25 @@ def demo(
     runs_dir: Path = Path("runs/demo"),
     out: Path = Path("results/demo"),
     steps: int = DEMO_STEPS,
+    seeds: tuple[int, ...] = DEMO_SEEDS,
+    eval_episodes: int = 16,
     jobs: int = 2,
 ) -> None:
-    """The main job: random vs SB3 PPO (shared, task one-hot) on MiniGrid MT3, 3 seeds.
+    """The main job: random vs SB3 PPO (one shared model, task one-hot) on MiniGrid MT3.
 
     Args:
         runs_dir: Where the run directories go.
         out: Where the table and plot go.
         steps: Training budget per run (env steps over all tasks).
+        seeds: Training seeds.
+        eval_episodes: Evaluation episodes per task.
         jobs: Runs in parallel.
     """
     from mtrl_bench.runner import sweep
 
-    base = RunConfig(suite=DEMO_SUITE, agent=DEMO_AGENTS[0], steps=steps)
-    sweep(base, DEMO_AGENTS[:1], DEMO_SEEDS, runs_dir, jobs=jobs)
-    sweep(replace(base, agent=DEMO_AGENTS[1], preset=DEMO_PRESET), DEMO_AGENTS[1:], DEMO_SEEDS,
-          runs_dir, jobs=jobs)  # fmt: skip
+    base = RunConfig(suite=DEMO_SUITE, agent="random", steps=steps, eval_episodes=eval_episodes)
+    for agent, preset in DEMO_AGENTS:
+        sweep(replace(base, agent=agent, preset=preset), [agent], seeds, runs_dir, jobs=jobs)
     report(runs=(runs_dir,), out=out)
 
 

@@ -147,8 +147,9 @@ class Agent(Policy, Protocol):
 class AgentSpec:
     """What the registry resolves an agent id to: a config type, its presets and two functions.
 
-    ``train(config, suite, seed, run_dir, steps, progress)`` trains (resuming from checkpoints
-    in ``run_dir``) and returns the trained policy; ``load(run_dir, suite)`` rebuilds it.
+    ``train(config, suite, seed, run_dir, steps, progress)`` trains for ``steps`` env steps
+    (resuming from checkpoints in ``run_dir.ckpt_dir``, a ``results.RunDir``) and returns the
+    trained policy; ``load(path, suite)`` rebuilds it from the run directory at ``path``.
     """
 
     id: str

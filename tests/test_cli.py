@@ -106,3 +106,15 @@ def test_report_refuses_corrupted_eval_and_keeps_old_output(tmp_path, capsys):
     assert main(["report", "--runs", str(runs), "--out", str(out)]) == 2
     assert "is corrupted or truncated" in capsys.readouterr().err
     assert snapshot(out) == before
+
+
+def test_demo_small_budget(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "demo"
+    argv = ["demo", "--runs-dir", str(runs), "--out", str(out), "--steps", "512", "--seeds", "0",
+            "--eval-episodes", "1", "--jobs", "1"]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| minigrid/mt3-v1 | mt | random |" in table
+    assert "| minigrid/mt3-v1 | mt | sb3-ppo |" in table
+    assert (out / "report.png").stat().st_size > 10_000
+    assert (runs / "minigrid/mt3-v1/sb3-ppo/0/ckpt/model.pt").exists()
