@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations, groupby
@@ -22,6 +20,7 @@ import numpy as np
 
 from mtrl_bench import stats
 from mtrl_bench.errors import UsageError
+from mtrl_bench.results import atomic_write_bytes
 from mtrl_bench.stats import Interval
 
 Record = Mapping[str, Any]
@@ -268,23 +267,9 @@ def _render_png(report: Report) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot(report: Report, path: str | Path) -> Path:
     """IQM with CIs per agent (grouped by suite and protocol) above per-task success; PNG."""
-    _write_atomic(Path(path), _render_png(report))
+    atomic_write_bytes(Path(path), _render_png(report))
     return Path(path)
 
 
@@ -296,5 +281,5 @@ def write_report(report: Report, out_dir: str | Path) -> list[Path]:
              "table.tex": to_latex(report),
              "per_task.md": to_markdown_per_task(report)}  # fmt: skip
     for name, text in texts.items():
-        _write_atomic(out / name, text.encode())
+        atomic_write_bytes(out / name, text.encode())
     return [out / name for name in texts] + [plot(report, out / "report.png")]
