@@ -121,7 +121,8 @@ def score_matrix(
 def build_report(
     records: Sequence[Record], *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> Report:
-    """One row per (suite, protocol, agent) and P(x > y) for every agent pair per suite+protocol."""
+    """One row per (suite, protocol, agent) and P(x > y) for every agent pair per suite+protocol,
+    x being the agent with the higher IQM."""
     if not records:
         raise UsageError("no evaluation records to report")
     _check_records(records)
@@ -138,6 +139,7 @@ def build_report(
             summary["iqm"], summary["mean"], float(success.mean()), tuple(tasks),
             tuple(success.mean(axis=0).tolist()), tuple(score.mean(axis=0).tolist()),
         ))  # fmt: skip
+    iqm = {(r.suite, r.protocol, r.agent): r.iqm.point for r in rows}
     comparisons = []
     for (sx, px, ax), (sy, py, ay) in combinations(keys, 2):  # keys are sorted: groups adjacent
         (x, tasks_x), (y, tasks_y) = scores[sx, px, ax], scores[sy, py, ay]
@@ -145,6 +147,8 @@ def build_report(
             continue
         if tasks_x != tasks_y:
             raise UsageError(f"agents {ax!r} and {ay!r} have different tasks in {sx} {px}")
+        if iqm[sy, py, ay] > iqm[sx, px, ax]:  # X is the agent with the higher IQM
+            (x, ax), (y, ay) = (y, ay), (x, ax)
         lo, hi = stats.probability_of_improvement_ci(x, y, **boot)
         point = stats.probability_of_improvement(x, y)
         comparisons.append(Comparison(sx, px, ax, ay, Interval(point, lo, hi)))

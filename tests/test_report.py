@@ -193,3 +193,10 @@ def test_errors() -> None:
         rp.build_report(records() + [record("mtppo", 0, 1, 0.3)])
     with pytest.raises(UsageError, match="different tasks"):
         rp.build_report([record("a", 0, 0, 0.5), record("b", 0, 1, 0.5)])
+
+
+def test_comparison_puts_the_higher_iqm_agent_first() -> None:
+    renamed = [{**r, "agent": {"moore": "z-strong", "mtppo": "a-weak"}[r["agent"]]}
+               for r in records()]  # fmt: skip
+    (cmp,) = rp.build_report(renamed, reps=50).comparisons
+    assert (cmp.x, cmp.y) == ("z-strong", "a-weak") and cmp.probability.point > 0.5
