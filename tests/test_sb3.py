@@ -173,3 +173,18 @@ def test_load_refuses_other_suite_and_missing_checkpoint(tmp_path):
         PPO_SHARED.load(run_dir.path, bandit)
     with pytest.raises(UsageError, match="trained on"):
         PPO_SHARED.load(run_dir.path, line)
+
+
+def test_same_seed_same_results_different_seed_differs(tmp_path):
+    """Train + evaluate end to end twice: identical records for the same seed (CPU, 1 thread)."""
+    cfg = RunConfig(suite="toy/goal-line-v1", agent="sb3-ppo", preset="ci", steps=1024,
+                    eval_episodes=4)  # fmt: skip
+    keys = ("task", "success", "return", "score")
+
+    def results(root, seed):
+        rd = run(replace(cfg, seed=seed), runs_dir=tmp_path / root, progress=False)
+        metrics = [json.loads(x)["episode_return"] for x in rd.metrics_path.read_text().splitlines()]
+        return [tuple(r[k] for k in keys) for r in rd.read_eval()], metrics
+
+    assert results("a", 0) == results("b", 0)
+    assert results("c", 1) != results("a", 0)
