@@ -15,6 +15,12 @@ from mtrl_bench.errors import UsageError
 from mtrl_bench.types import AgentSpec, Suite, load_attr
 
 SUITES: dict[str, str] = {
+    "control/cartpole-length-v1": "mtrl_bench.envs.control:CARTPOLE_LENGTH",
+    "control/cartpole-masscart-v1": "mtrl_bench.envs.control:CARTPOLE_MASSCART",
+    "control/cartpole-masspole-v1": "mtrl_bench.envs.control:CARTPOLE_MASSPOLE",
+    "control/pendulum-dt-v1": "mtrl_bench.envs.control:PENDULUM_DT",
+    "control/pendulum-length-v1": "mtrl_bench.envs.control:PENDULUM_LENGTH",
+    "control/pendulum-mass-v1": "mtrl_bench.envs.control:PENDULUM_MASS",
     "minigrid/mt3-v1": "mtrl_bench.envs.minigrid:MT3",
     "minigrid/mt5-v1": "mtrl_bench.envs.minigrid:MT5",
     "minigrid/mt7-v1": "mtrl_bench.envs.minigrid:MT7",
