@@ -15,6 +15,12 @@ from mtrl_bench.errors import UsageError
 from mtrl_bench.types import AgentSpec, Suite, load_attr
 
 SUITES: dict[str, str] = {
+    "control-jax/cartpole-length-v1": "mtrl_bench.envs.control_jax:CARTPOLE_LENGTH",
+    "control-jax/cartpole-masscart-v1": "mtrl_bench.envs.control_jax:CARTPOLE_MASSCART",
+    "control-jax/cartpole-masspole-v1": "mtrl_bench.envs.control_jax:CARTPOLE_MASSPOLE",
+    "control-jax/pendulum-dt-v1": "mtrl_bench.envs.control_jax:PENDULUM_DT",
+    "control-jax/pendulum-length-v1": "mtrl_bench.envs.control_jax:PENDULUM_LENGTH",
+    "control-jax/pendulum-mass-v1": "mtrl_bench.envs.control_jax:PENDULUM_MASS",
     "control/cartpole-length-v1": "mtrl_bench.envs.control:CARTPOLE_LENGTH",
     "control/cartpole-masscart-v1": "mtrl_bench.envs.control:CARTPOLE_MASSCART",
     "control/cartpole-masspole-v1": "mtrl_bench.envs.control:CARTPOLE_MASSPOLE",

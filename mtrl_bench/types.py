@@ -24,6 +24,7 @@ from mtrl_bench.errors import UsageError, require_positive
 if TYPE_CHECKING:
     import gymnasium as gym
 
+    from mtrl_bench.jax_vector import JaxVectorEnv
     from mtrl_bench.vector import MultiTaskVectorEnv
 
 #: Evaluation env seeds are offset by this much, so they never meet training env seeds.
@@ -65,7 +66,7 @@ class Suite:
     """Split name -> task indices. Fixed in code, never recomputed from a runtime seed."""
     env_factory: str
     """``"module:attr"`` of ``f(task, suite) -> gym.Env``: one task, ``info["success"]`` on
-    every step."""
+    every step. JAX backend: of ``f(suite) -> JaxEnv`` (``mtrl_bench.jax_env``)."""
     backend: Literal["numpy", "jax"] = "numpy"
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -95,9 +96,15 @@ class Suite:
     def make_single(self, task: Task | int) -> gym.Env:
         """One upstream env for one task (what ``check_env`` and single-task agents use)."""
         task = self.tasks[task] if isinstance(task, int) else task
+        if self.backend == "jax":  # env_factory is f(suite) -> JaxEnv, built once per suite
+            from mtrl_bench.jax_vector import JaxSingleEnv, suite_env
+
+            return JaxSingleEnv(suite_env(self), task)
         return load_attr(self.env_factory)(task, self)
 
-    def make(self, split: str, *, envs_per_task: int = 1, seed: int = 0) -> MultiTaskVectorEnv:
+    def make(
+        self, split: str, *, envs_per_task: int = 1, seed: int = 0
+    ) -> MultiTaskVectorEnv | JaxVectorEnv:
         """A vector env over the tasks of ``split``; env ``j`` of task ``t`` sits at
         ``t_pos * envs_per_task + j``. The first ``reset()`` without a seed uses ``seed``."""
         from mtrl_bench.vector import MultiTaskVectorEnv
@@ -108,6 +115,11 @@ class Suite:
         tasks = self.split_tasks(split)
         fns = [(lambda t=t: self.make_single(t)) for t in tasks for _ in range(envs_per_task)]
         task_ids = np.repeat([t.index for t in tasks], envs_per_task)
+        if self.backend == "jax":  # same layout, seeds and contract (mtrl_bench.jax_vector)
+            from mtrl_bench.jax_vector import JaxVectorEnv, suite_env
+
+            subs = [t for t in tasks for _ in range(envs_per_task)]
+            return JaxVectorEnv(suite_env(self), subs, task_ids, seed=seed)
         return MultiTaskVectorEnv(fns, task_ids, seed=seed)
 
     @property
