@@ -25,7 +25,9 @@ def test_jax_to_torch_and_back_is_zero_copy(dtype):
     y = torch_to_jax(t)
     assert y.unsafe_buffer_pointer() == x.unsafe_buffer_pointer()
     assert y.dtype == x.dtype
-    np.testing.assert_array_equal(np.asarray(y.astype(jnp.float32)), np.asarray(x.astype(jnp.float32)))
+    np.testing.assert_array_equal(
+        np.asarray(y.astype(jnp.float32)), np.asarray(x.astype(jnp.float32))
+    )
 
 
 @pytest.mark.parametrize("dtype", ZERO_COPY)

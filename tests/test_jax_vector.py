@@ -142,7 +142,12 @@ def test_evaluate_matches_numpy_backend(split):
     ref = evaluate(ScriptedLinePolicy(), GOAL_LINE, split, episodes_per_task=7, seed=3)
     assert len(ours.tasks) == len(ref.tasks)
     for a, b in zip(ours.tasks, ref.tasks, strict=True):
-        assert (a.task, a.task_index, a.episodes, a.success) == (b.task, b.task_index, b.episodes, b.success)
+        assert (a.task, a.task_index, a.episodes, a.success) == (
+            b.task,
+            b.task_index,
+            b.episodes,
+            b.success,
+        )
         assert a.mean_return == pytest.approx(b.mean_return, rel=1e-6)
         assert a.score == pytest.approx(b.score, rel=1e-6)
     assert ours.success > 0 and min(t.score for t in ours.tasks) < 0.99  # not all optimal
