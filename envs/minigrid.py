@@ -36,6 +36,8 @@ clipped.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
@@ -117,3 +119,15 @@ _MT7 = [*_MT5, "SimpleCrossingS9N2", "MultiRoom-N2-S4"]
 MT3 = _suite("mt3", _MT3, "MOORE's MiniGrid MT3; held-out: same families, unseen sizes")
 MT5 = _suite("mt5", _MT5, "MOORE's MiniGrid MT5; held-out: same families, unseen sizes")
 MT7 = _suite("mt7", _MT7, "MOORE's MiniGrid MT7; held-out: same families, unseen sizes")
+
+
+def _jax(suite: Suite) -> Suite:
+    """The same tasks, splits and normalisers on the pure-JAX backend (``envs/minigrid_jax``)."""
+    return dataclasses.replace(
+        suite, id=suite.id.replace("minigrid/", "minigrid-jax/"), backend="jax",
+        env_factory="mtrl_bench.envs.minigrid_jax.env:make_suite_env",
+        description=suite.description + " (pure-JAX backend)",
+    )  # fmt: skip
+
+
+MT3_JAX, MT5_JAX, MT7_JAX = _jax(MT3), _jax(MT5), _jax(MT7)
