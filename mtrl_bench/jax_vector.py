@@ -30,6 +30,7 @@ from gymnasium.vector.utils import batch_space
 
 from mtrl_bench.jax_env import JaxEnv, PyTree, stack_params
 from mtrl_bench.types import SEED_STRIDE, Suite, Task, load_attr
+from mtrl_bench.vector import reset_seed
 
 
 def seed_keys(sub_seeds: np.ndarray) -> jax.Array:
@@ -167,12 +168,7 @@ class JaxVectorEnv(VectorEnv):
     ) -> tuple[Any, dict[str, Any]]:
         if options:
             raise ValueError(f"JaxVectorEnv.reset takes no options, got {options}")
-        if seed is None:
-            seed, self._initial_seed = self._initial_seed, None
-        else:
-            self._initial_seed = None
-        if seed is not None:
-            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        if (seed := reset_seed(self, seed)) is not None:
             self._keys = env_keys(seed, self.num_envs)
         elif self._keys is None:  # never seeded: fresh entropy, like an unseeded numpy env
             self._keys = env_keys(_random_seed(np.random.default_rng()), self.num_envs)

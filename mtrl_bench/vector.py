@@ -26,6 +26,17 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 from mtrl_bench.types import SEED_STRIDE
 
 
+def reset_seed(env: VectorEnv, seed: int | None) -> int | None:
+    """The base seed of this reset: ``seed`` if given, else the construction seed on the first
+    reset only (``env._initial_seed``); seeds ``env.np_random`` when there is one."""
+    if seed is None:
+        seed = env._initial_seed
+    env._initial_seed = None
+    if seed is not None:
+        env._np_random, env._np_random_seed = gym.utils.seeding.np_random(seed)
+    return seed
+
+
 class MultiTaskVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
@@ -52,12 +63,7 @@ class MultiTaskVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        if seed is None:
-            seed, self._initial_seed = self._initial_seed, None
-        else:
-            self._initial_seed = None
-        if seed is not None:
-            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        seed = reset_seed(self, seed)
         observations = []
         for i, env in enumerate(self.envs):
             sub_seed = None if seed is None else seed * SEED_STRIDE + i

@@ -33,7 +33,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .layout import DIR_TO_VEC, DOOR_STATE, EMPTY, FAMILIES, OBJECT, WALL, Layout, TaskParams
+from .layout import (
+    DIR_TO_VEC,
+    DOOR_STATE,
+    EMPTY,
+    FAMILIES,
+    OBJECT,
+    WALL,
+    Layout,
+    TaskParams,
+    task_params,
+)
 
 LEFT, RIGHT, FORWARD, PICKUP, DROP, TOGGLE, DONE = range(7)
 VIEW = 7  # agent_view_size
@@ -42,9 +52,6 @@ VIEW = 7  # agent_view_size
 NOTHING = EMPTY
 _RED_BLUE, _MEMORY, _DIST_SHIFT = (FAMILIES.index(f) for f in ("RedBlueDoors", "Memory",
                                                                   "DistShift"))  # fmt: skip
-_CLASS_FAMILY = {"LavaGapEnv": "LavaGap", "RedBlueDoorEnv": "RedBlueDoors", "MemoryEnv": "Memory",
-                 "DoorKeyEnv": "DoorKey", "DistShiftEnv": "DistShift",
-                 "CrossingEnv": "SimpleCrossing", "MultiRoomEnv": "MultiRoom"}  # fmt: skip
 _OPEN, _CLOSED, _LOCKED = DOOR_STATE["open"], DOOR_STATE["closed"], DOOR_STATE["locked"]
 _T = {k: np.uint8(v) for k, v in OBJECT.items()}
 # View cell (vx, vy) -> world offset from the agent, per direction: f * (6 - vy) + r * (vx - 3),
@@ -208,24 +215,6 @@ def step(
     truncated = step_count >= params.max_steps
     new = State(grid, pos, d, carrying, step_count, state.pos_a, state.pos_b)
     return new, reward, terminated, truncated, terminated & (reward > 0)
-
-
-def task_params(env: Any) -> TaskParams:
-    """``TaskParams`` of a minigrid env (wrapped or not; reset not needed)."""
-    u = env.unwrapped
-    name = _CLASS_FAMILY.get(type(u).__name__)
-    if name is None:
-        raise ValueError(f"unsupported minigrid env class {type(u).__name__}")
-    obstacle = getattr(getattr(u, "obstacle_type", None), "__name__", None)
-    if (name, obstacle) in {("SimpleCrossing", "Lava"), ("LavaGap", "Wall")}:
-        raise ValueError(f"{type(u).__name__} with obstacle {obstacle} is not a supported task")
-    if name == "Memory" and u.random_length:
-        raise ValueError("MemoryEnv(random_length=True) is not a supported task")
-    fields = {"DistShift": ("strip2_row",), "SimpleCrossing": ("num_crossings",),
-              "MultiRoom": ("minNumRooms", "maxNumRooms", "maxRoomSize")}.get(name, ())  # fmt: skip
-    args = [getattr(u, f) for f in fields] + [0] * (3 - len(fields))
-    values = (FAMILIES.index(name), u.width, u.height, u.max_steps, *args)
-    return TaskParams(*(jnp.asarray(int(v), jnp.int32) for v in values))
 
 
 def from_minigrid(env: Any, size: int) -> tuple[Layout, TaskParams]:

@@ -38,47 +38,38 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 
-from .layout import COLOR, DOOR_STATE, EMPTY, FAMILIES, OBJECT, WALL, Layout, TaskParams
+from . import layout
+from .layout import (
+    COLOR,
+    DOOR_STATE,
+    EMPTY,
+    FAMILIES,
+    MAX_ROOMS,
+    OBJECT,
+    WALL,
+    Layout,
+    TaskParams,
+)
 
 __all__ = ["MAX_ROOMS", "generate", "task_params"]
 
-MAX_ROOMS = 6  # MultiRoom chains longer than this are not supported (N6 is the longest)
 _ATTEMPTS = 2  # MultiRoom attempts drawn in parallel per round (2: fastest at batch 4096)
 _MAX_ROUNDS = 512
 _GOAL = (OBJECT["goal"], COLOR["green"], 0)
 _LAVA = (OBJECT["lava"], COLOR["red"], 0)
-_ENTRY_POINTS = {"LavaGapEnv": "LavaGap", "RedBlueDoorEnv": "RedBlueDoors",
-                 "MemoryEnv": "Memory", "DoorKeyEnv": "DoorKey", "DistShiftEnv": "DistShift",
-                 "CrossingEnv": "SimpleCrossing", "MultiRoomEnv": "MultiRoom"}  # fmt: skip
-# minigrid attributes that become TaskParams.arg0..arg2
-_ARGS = {"DistShift": ("strip2_row",), "SimpleCrossing": ("num_crossings",),
-         "MultiRoom": ("minNumRooms", "maxNumRooms", "maxRoomSize")}  # fmt: skip
 
 Array = jax.Array
 
 
 def task_params(env_id: str) -> TaskParams:
     """``TaskParams`` of a registered MiniGrid id (raises ``ValueError`` if unsupported)."""
-    from minigrid.core.world_object import Lava, Wall
-
-    spec = gymnasium.registry[env_id]
-    family = _ENTRY_POINTS.get(str(spec.entry_point).rsplit(":", 1)[-1])
-    if family is None:
-        raise ValueError(f"{env_id}: no JAX generator for {spec.entry_point}")
-    env = gymnasium.make(env_id).unwrapped  # attributes hold the kwargs with their defaults
-    env.close()  # never reset or rendered: only its attributes are read
-    unsupported = (
-        (family == "LavaGap" and env.obstacle_type is not Lava)
-        or (family == "Memory" and env.random_length)
-        or (family == "SimpleCrossing" and env.obstacle_type is not Wall)
-        or (family == "DistShift" and (env.agent_start_pos, env.agent_start_dir) != ((1, 1), 0))
-        or (family == "MultiRoom" and env.maxNumRooms > MAX_ROOMS)
-    )
-    if unsupported:
-        raise ValueError(f"{env_id}: kwargs {spec.kwargs} not supported by the generator")
-    args = [getattr(env, name) for name in _ARGS.get(family, ())] + [0, 0, 0]
-    ints = (FAMILIES.index(family), env.width, env.height, env.max_steps, *args[:3])
-    return TaskParams(*(jnp.asarray(v, jnp.int32) for v in ints))
+    env = gymnasium.make(env_id)  # attributes hold the kwargs with their defaults
+    try:
+        return layout.task_params(env)
+    except ValueError as err:
+        raise ValueError(f"{env_id}: {err}") from None
+    finally:
+        env.close()
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -8,9 +8,10 @@ cells outside the grid, so padding never changes an observation.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 # minigrid.core.constants (3.2.0)
 OBJECT = {"unseen": 0, "empty": 1, "wall": 2, "floor": 3, "door": 4, "key": 5, "ball": 6,
@@ -24,6 +25,16 @@ EMPTY = (OBJECT["empty"], 0, 0)
 #: Task families of the MiniGrid suites; ``TaskParams.family`` indexes this tuple.
 FAMILIES = ("LavaGap", "RedBlueDoors", "Memory", "DoorKey", "DistShift", "SimpleCrossing",
             "MultiRoom")  # fmt: skip
+
+
+#: MultiRoom chains longer than this are not supported (N6 is the longest registered).
+MAX_ROOMS = 6
+_CLASS_FAMILY = {"LavaGapEnv": "LavaGap", "RedBlueDoorEnv": "RedBlueDoors", "MemoryEnv": "Memory",
+                 "DoorKeyEnv": "DoorKey", "DistShiftEnv": "DistShift",
+                 "CrossingEnv": "SimpleCrossing", "MultiRoomEnv": "MultiRoom"}  # fmt: skip
+# minigrid attributes that become TaskParams.arg0..arg2
+_ARGS = {"DistShift": ("strip2_row",), "SimpleCrossing": ("num_crossings",),
+         "MultiRoom": ("minNumRooms", "maxNumRooms", "maxRoomSize")}  # fmt: skip
 
 
 class TaskParams(NamedTuple):
@@ -47,3 +58,24 @@ class Layout(NamedTuple):
     agent_dir: jax.Array  # int32 in 0..3
     pos_a: jax.Array  # int32[2]: Memory success_pos; RedBlueDoors red door; else (0, 0)
     pos_b: jax.Array  # int32[2]: Memory failure_pos; RedBlueDoors blue door; else (0, 0)
+
+
+def task_params(env: Any) -> TaskParams:
+    """``TaskParams`` of a minigrid env (wrapped or not; reset not needed). Raises
+    ``ValueError`` for variants the JAX core or generators do not support."""
+    u = env.unwrapped
+    family = _CLASS_FAMILY.get(type(u).__name__)
+    if family is None:
+        raise ValueError(f"unsupported minigrid env class {type(u).__name__}")
+    obstacle = getattr(getattr(u, "obstacle_type", None), "__name__", None)
+    unsupported = (
+        (family, obstacle) in {("SimpleCrossing", "Lava"), ("LavaGap", "Wall")}
+        or (family == "Memory" and u.random_length)
+        or (family == "DistShift" and (u.agent_start_pos, u.agent_start_dir) != ((1, 1), 0))
+        or (family == "MultiRoom" and u.maxNumRooms > MAX_ROOMS)
+    )
+    if unsupported:
+        raise ValueError(f"{type(u).__name__} with these arguments is not a supported task")
+    args = [getattr(u, f) for f in _ARGS.get(family, ())] + [0, 0, 0]
+    values = (FAMILIES.index(family), u.width, u.height, u.max_steps, *args[:3])
+    return TaskParams(*(jnp.asarray(int(v), jnp.int32) for v in values))
