@@ -28,7 +28,7 @@ Peers, measured in this run:
   RedBlueDoors, Memory or MultiRoom, so it cannot run MT3. So navix runs in a separate 3.12 venv
   (built on first use at ``--navix-venv``, ~1 min, ~1 GB; never a project dependency), pinned
   to this process's jax/jaxlib version so that both sides compile with the same XLA, and is
-  measured by a subprocess running this file with ``--navix-worker``. A navix env is one task
+  measured by a subprocess running ``navix_peer.py`` in that venv. A navix env is one task
   (its grid size and class are static), so navix MT3 is three vmapped sub-batches (the batch
   split as evenly as possible) inside one jit. The worker also reports navix's coverage of our
   14 MiniGrid tasks and its fidelity (view, occlusion, max_steps, grid size, reward).
@@ -44,14 +44,11 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-NAVIX_VERSION = "4.0.0"
 SETS = {
     "DoorKey-6x6": ["MiniGrid-DoorKey-6x6-v0"],
     "MT3": ["MiniGrid-LavaGapS7-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-MemoryS11-v0"],
@@ -65,6 +62,7 @@ STEPS = {"scan": {1: 10000, 64: 2000, 1024: 200, 4096: 50},
 QUICK = {"batches": (4096,), "modes": ("scan",), "minigrid": (1, 64), "repeats": 2,
          "steps": {"scan": {4096: 30}, "minigrid": {1: 2000, 64: 30}}}  # fmt: skip
 OUT = Path(__file__).resolve().parent / "out"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # navix_peer, also when imported
 T0 = time.perf_counter()
 
 
@@ -118,140 +116,6 @@ def machine() -> str:
         names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
         cpu = names[0] if names else cpu
     return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} {jax.default_backend()}"
-
-
-# ------------------------------------------------------------------ navix (worker process)
-
-
-def navix_id(name: str) -> str:
-    return "Navix-" + name.removeprefix("MiniGrid-").rsplit("-v", 1)[0] + "-v0"
-
-
-def navix_worker(cfg: dict) -> dict:
-    """Runs in the navix venv: throughput per (set, mode, batch) and coverage of ``cfg``'s tasks."""
-    import importlib.metadata as md
-
-    import jax
-    import jax.numpy as jnp
-    import navix as nx
-
-    def make(name):
-        return nx.make(navix_id(name), observation_fn=nx.observations.symbolic_first_person)
-
-    results = []
-    for set_name, names in cfg["sets"].items():
-        envs = [make(n) for n in names]
-        for batch in cfg["batches"]:
-            sizes = [(e, b) for e, b in zip(envs, _split(batch, len(envs)), strict=True) if b]
-
-            def step(c, sizes=sizes):
-                key, *keys = jax.random.split(c["key"], len(sizes) + 1)
-                ts, ret = [], c["ret"]
-                for (env, b), k, t in zip(sizes, keys, c["ts"], strict=True):
-                    actions = jax.random.randint(k, (b,), 0, len(env.action_set))
-                    ts.append(jax.vmap(env.step)(t, actions))
-                    ret = ret + ts[-1].reward.sum()
-                return {"key": key, "ts": tuple(ts), "ret": ret}
-
-            keys = jax.random.split(jax.random.key(0), len(sizes))
-            ts = tuple(jax.jit(jax.vmap(e.reset))(jax.random.split(k, b))
-                       for (e, b), k in zip(sizes, keys, strict=True))  # fmt: skip
-            carry = {"key": jax.random.key(1), "ts": ts, "ret": jnp.zeros(())}
-            for mode in cfg["modes"]:
-                n = cfg["steps"][mode][str(batch)]
-                results.append({"set": set_name, **_time_jax(step, carry, mode, batch, n,
-                                                            cfg["repeats"])})  # fmt: skip
-                log(
-                    f"navix {set_name} {mode} B={batch}: {results[-1]['sps']:,.0f} steps/s "
-                    f"(compile {results[-1]['compile_s']:.1f} s)"
-                )
-    log("navix coverage of the suite tasks")
-    coverage = [_navix_coverage(n, make, n in cfg["observe"]) for n in cfg["coverage"]]
-    return {"results": results, "coverage": coverage,
-            "versions": {p: md.version(p) for p in ("navix", "jax", "jaxlib")},
-            "python": platform.python_version(), "machine": machine()}  # fmt: skip
-
-
-def _navix_coverage(name: str, make, observe: bool) -> dict:
-    import jax
-    import numpy as np
-
-    row = {"task": name, "navix_id": navix_id(name)}
-    try:
-        env = make(name)
-    except NotImplementedError:
-        return {**row, "present": False}
-    row |= {"present": True, "obs_shape": list(env.observation_space.shape),
-            "max_steps": int(env.max_steps), "grid_wh": [int(env.width), int(env.height)],
-            "n_actions": len(env.action_set),
-            "penalty_coeff": float(env.penalty_coeff)}  # fmt: skip
-    if observe:  # share of unseen (type 0) view cells at reset, over 64 layouts (one compile)
-        obs = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 64)).observation
-        row["unseen_cells"] = float((np.asarray(obs)[..., 0] == 0).mean())
-    return row
-
-
-def minigrid_facts(name: str) -> dict:
-    """The same facts for minigrid (this process), to set against navix's."""
-    import gymnasium as gym
-    import minigrid  # noqa: F401
-    import numpy as np
-
-    env = gym.make(name)
-    unseen = [float((env.reset(seed=seed)[0]["image"][..., 0] == 0).mean()) for seed in range(64)]
-    obs, _ = env.reset(seed=0)
-    u = env.unwrapped
-    return {"max_steps": int(u.max_steps), "grid_wh": [u.width, u.height],
-            "obs_shape": list(obs["image"].shape),
-            "unseen_cells": float(np.mean(unseen))}  # fmt: skip
-
-
-def _python312(given: str | None) -> str | None:
-    """A working Python >= 3.12: ``given``, ``python3.12`` on PATH, or a pyenv install."""
-    found = [given] if given else []
-    found += [shutil.which("python3.12")] + sorted(
-        str(p) for p in Path("~/.pyenv/versions").expanduser().glob("3.1[2-9]*/bin/python")
-    )
-    check = "import sys; assert sys.version_info >= (3, 12)"
-    for python in filter(None, found):
-        if subprocess.run([python, "-c", check], capture_output=True).returncode == 0:
-            return python
-    return None
-
-
-def run_navix(args, cfg: dict) -> dict | None:
-    import jax
-    import jaxlib
-
-    venv = Path(args.navix_venv).expanduser()
-    python = venv / "bin" / "python"
-    ok = python.exists() and subprocess.run([python, "-c", "import navix"],
-                                            capture_output=True).returncode == 0  # fmt: skip
-    if not ok:
-        base = _python312(args.python312)
-        if not base:
-            print("navix skipped: no Python >= 3.12 found (pass --python312 PATH)", file=sys.stderr)
-            return None
-        pins = [f"navix=={NAVIX_VERSION}", f"jax=={jax.__version__}",
-                f"jaxlib=={jaxlib.__version__}"]  # fmt: skip
-        print(
-            f"building the navix venv at {venv} with {base}: {' '.join(pins)} "
-            "(one-off, about a minute and 1 GB; never a project dependency)",
-            file=sys.stderr,
-        )
-        built = (
-            subprocess.run([base, "-m", "venv", str(venv)]).returncode == 0
-            and subprocess.run([python, "-m", "pip", "install", "-q", *pins]).returncode == 0
-        )
-        if not built:
-            print(f"navix skipped: building {venv} failed (pip output above)", file=sys.stderr)
-            return None
-    proc = subprocess.run([python, __file__, "--navix-worker", json.dumps(cfg)],
-                          stdout=subprocess.PIPE, text=True)  # fmt: skip
-    if proc.returncode != 0:
-        print(f"navix worker failed (exit {proc.returncode}); navix skipped", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------ ours and minigrid
@@ -379,49 +243,16 @@ def rows_and_table(ours, mg, nx, versions, quick) -> list[dict]:
     return rows
 
 
-def print_coverage(coverage: list[dict], facts: dict) -> list[dict]:
-    print(f"\nnavix coverage of our {len(coverage)} MiniGrid tasks "
-          "(minigrid / navix; unseen: share of view cells of type 0 at reset):")  # fmt: skip
-    out = []
-    for c in coverage:
-        f = facts[c["task"]]
-        row = {**c, "minigrid": f}
-        if c["present"]:
-            seen = f"{c['unseen_cells']:.2f}" if "unseen_cells" in c else "-"
-            print(
-                f"  {c['task']:34} {c['navix_id']:28} max_steps {f['max_steps']:5}/"
-                f"{c['max_steps']:<5} grid {f['grid_wh']}/{c['grid_wh']} obs {f['obs_shape']}/"
-                f"{c['obs_shape']} unseen {f['unseen_cells']:.2f}/{seen}"
-            )
-        else:
-            print(f"  {c['task']:34} {c['navix_id']:28} MISSING")
-        out.append(row)
-    present = sum(c["present"] for c in coverage)
-    same_steps = sum(c["present"] and c["max_steps"] == facts[c["task"]]["max_steps"]
-                     for c in coverage)  # fmt: skip
-    same_grid = sum(c["present"] and c["grid_wh"] == facts[c["task"]]["grid_wh"] for c in coverage)
-    penalties = sorted({c["penalty_coeff"] for c in coverage if c["present"]})
-    print(
-        f"  present {present}/{len(coverage)}; same max_steps {same_steps}; same grid size "
-        f"{same_grid}; navix penalty_coeff {penalties} (0: reward 1 on success; minigrid pays "
-        "1 - 0.9 t / max_steps)"
-    )
-    return out
-
-
 def main() -> None:
+    from navix_peer import NAVIX_VERSION, minigrid_facts, print_coverage, run_navix
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced run (~1-2 min)")
     parser.add_argument("--no-navix", action="store_true", help="skip the navix peer")
-    parser.add_argument("--navix-venv", default=f"~/.cache/mtrl_bench/navix-{NAVIX_VERSION}-py312")
+    parser.add_argument("--navix-venv", default="~/.cache/mtrl_bench/navix-4.0.0-py312")
     parser.add_argument("--python312", help="Python 3.12 used to build the navix venv")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--navix-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.navix_worker:
-        print(json.dumps(navix_worker(json.loads(args.navix_worker))))
-        return
-
     import importlib.metadata as md
 
     batches = QUICK["batches"] if args.quick else BATCHES
