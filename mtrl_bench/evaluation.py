@@ -10,7 +10,10 @@ reproducible because ``evaluate`` seeds both before the first step.
 Protocols are small named functions; their name and version go into every record:
 
 - ``mt`` (v1): evaluate on the ``train`` split;
-- ``zero_shot`` (v1): evaluate on the held-out ``test`` split, without any adaptation.
+- ``zero_shot`` (v1): evaluate on the held-out ``test`` split, without any adaptation;
+- ``few_shot`` (v1): the agent first adapts on the ``test`` tasks within a fixed budget of env
+  steps (``RunConfig.few_shot_steps``, recorded), with its own ``AgentSpec.adapt``, then is
+  evaluated there. The runner does the adaptation; agents without ``adapt`` are refused.
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ class Protocol:
     version: int
     split: str
     run: Callable[..., EvalResult]
+    adapts: bool = False
+    """The runner adapts the policy on ``split`` (``AgentSpec.adapt``) before ``run``."""
 
 
 def mt(policy: Policy, suite: Suite, episodes_per_task: int, seed: int, **kw) -> EvalResult:
@@ -142,6 +147,7 @@ def zero_shot(policy: Policy, suite: Suite, episodes_per_task: int, seed: int, *
 PROTOCOLS: dict[str, Protocol] = {
     "mt": Protocol("mt", 1, "train", mt),
     "zero_shot": Protocol("zero_shot", 1, "test", zero_shot),
+    "few_shot": Protocol("few_shot", 1, "test", zero_shot, adapts=True),
 }
 
 

@@ -20,6 +20,7 @@ suites build their env once (``suite_env``), so this holds one entry per suite.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -47,7 +48,7 @@ def env_keys(seed: int, num_envs: int) -> jax.Array:
     return seed_keys(base + np.arange(num_envs, dtype=np.uint64))
 
 
-class _Step(NamedTuple):
+class Step(NamedTuple):
     keys: jax.Array
     state: PyTree
     obs: PyTree
@@ -60,10 +61,26 @@ class _Step(NamedTuple):
 
 class _Fns(NamedTuple):
     reset: Callable[..., tuple[jax.Array, PyTree, PyTree]]  # (keys, params) -> keys, obs, state
-    step: Callable[..., _Step]  # (keys, state, actions, params) -> _Step
+    step: Callable[..., Step]  # (keys, state, actions, params) -> Step
 
 
 _FNS: dict[int, tuple[JaxEnv, _Fns]] = {}
+
+
+def reset_one(env: JaxEnv, key: jax.Array, params: PyTree) -> tuple[jax.Array, PyTree, PyTree]:
+    """One sub-env's reset under the key scheme of the module docstring: ``(key, obs, state)``.
+    Jitted training loops ``vmap`` this (and ``step_one``) to stay step-for-step equal to a
+    ``JaxVectorEnv`` built with the same seed."""
+    key, sub = jax.random.split(key)
+    obs, state = env.reset(sub, params)
+    return key, obs, state
+
+
+def step_one(env: JaxEnv, key: jax.Array, state: PyTree, action: jax.Array, params: PyTree) -> Step:
+    key, sub = jax.random.split(key)
+    obs, state, reward, terminated, truncated, info = env.step(sub, state, action, params)
+    return Step(key, state, obs, reward, terminated, truncated, info["success"],
+                info["final_obs"])  # fmt: skip
 
 
 def _jitted(env: JaxEnv) -> _Fns:
@@ -71,18 +88,9 @@ def _jitted(env: JaxEnv) -> _Fns:
     if (hit := _FNS.get(id(env))) is not None and hit[0] is env:
         return hit[1]
 
-    def reset_one(key: jax.Array, params: PyTree) -> tuple[jax.Array, PyTree, PyTree]:
-        key, sub = jax.random.split(key)
-        obs, state = env.reset(sub, params)
-        return key, obs, state
-
-    def step_one(key: jax.Array, state: PyTree, action: jax.Array, params: PyTree) -> _Step:
-        key, sub = jax.random.split(key)
-        obs, state, reward, terminated, truncated, info = env.step(sub, state, action, params)
-        return _Step(key, state, obs, reward, terminated, truncated, info["success"],
-                     info["final_obs"])  # fmt: skip
-
-    fns = _Fns(jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one)))
+    fns = _Fns(
+        jax.jit(jax.vmap(partial(reset_one, env))), jax.jit(jax.vmap(partial(step_one, env)))
+    )
     _FNS[id(env)] = (env, fns)
     return fns
 

@@ -38,6 +38,11 @@ SUITES: dict[str, str] = {
 }
 
 AGENTS: dict[str, str] = {
+    "moe": "mtrl_bench.agents.mtppo:MOE",
+    "moe-pcgrad": "mtrl_bench.agents.mtppo:MOE_PCGRAD",
+    "moore": "mtrl_bench.agents.mtppo:MOORE",
+    "mtppo": "mtrl_bench.agents.mtppo:MTPPO",
+    "mtppo-pcgrad": "mtrl_bench.agents.mtppo:MTPPO_PCGRAD",
     "random": "mtrl_bench.baselines.random_policy:SPEC",
     "sb3-ppo": "mtrl_bench.baselines.sb3:PPO_SHARED",
     "sb3-ppo-independent": "mtrl_bench.baselines.sb3:PPO_INDEPENDENT",

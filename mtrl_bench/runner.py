@@ -44,6 +44,8 @@ class RunConfig:
     """Evaluation episodes per task (MOORE's MiniGrid protocol uses 16)."""
     deterministic_eval: bool = False
     """Evaluate the greedy policy instead of sampling (MOORE's MiniGrid evaluation samples)."""
+    few_shot_steps: int = 100_000
+    """``few_shot`` protocol: adaptation budget in env steps over all held-out tasks."""
 
 
 def resolve(cfg: RunConfig) -> dict[str, Any]:
@@ -60,8 +62,15 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
         protocol = get_protocol(name)
         if protocol.split not in suite.splits:
             raise UsageError(f"suite {suite.id} has no {protocol.split!r} split for {name}")
+        if protocol.adapts and spec.adapt is None:
+            raise UsageError(f"agent {cfg.agent} cannot adapt, so it has no {name} protocol")
+    config = asdict(cfg)
+    if not any(get_protocol(name).adapts for name in cfg.protocols):
+        del config["few_shot_steps"]  # only recorded where it matters (keeps older run configs)
+    else:
+        require_positive("few_shot_steps", cfg.few_shot_steps)
     return {
-        **asdict(cfg),
+        **config,
         "protocols": list(cfg.protocols),
         "agent_config": asdict(spec.presets[cfg.preset]),
         "suite_options": dict(suite.options),
@@ -76,7 +85,9 @@ def eval_records(result: EvalResult, protocol: str, config: dict[str, Any]) -> l
             "protocol_version": proto.version, "split": result.split, "task": t.task,
             "task_index": t.task_index, "agent": config["agent"], "preset": config["preset"],
             "config_hash": config_hash(config), "seed": config["seed"],
-            "env_steps": config["steps"], "episodes": t.episodes, "success": t.success,
+            "env_steps": config["steps"],
+            **({"adapt_steps": config["few_shot_steps"]} if proto.adapts else {}),
+            "episodes": t.episodes, "success": t.success,
             "return": t.mean_return, "score": t.score,
             "deterministic_eval": config["deterministic_eval"],
             "suite_options": config["suite_options"], **prov, "time": now(),
@@ -101,8 +112,12 @@ def run(cfg: RunConfig, runs_dir: Path = Path("runs"), *, progress: bool = True)
     for name in cfg.protocols:
         if name in have:
             continue
-        result = get_protocol(name).run(
-            policy, suite, cfg.eval_episodes, cfg.seed,
+        protocol, evaluated = get_protocol(name), policy
+        if protocol.adapts:  # resumes from its own checkpoints, like training
+            evaluated = spec.adapt(policy, suite, protocol.split, cfg.few_shot_steps, cfg.seed,
+                                   run_dir, progress)  # fmt: skip
+        result = protocol.run(
+            evaluated, suite, cfg.eval_episodes, cfg.seed,
             deterministic=cfg.deterministic_eval, progress=progress,
         )  # fmt: skip
         run_dir.append_eval(eval_records(result, name, config))

@@ -132,8 +132,7 @@ class Policy(Protocol):
     """All the harness needs. ``obs`` is the batched observation of a ``MultiTaskVectorEnv``,
     ``task_ids`` the int array of task indices; returns a batch of actions."""
 
-    def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:
-        ...
+    def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray: ...
 
     def reset(self, mask: np.ndarray) -> None:
         """Forget per-episode memory for the envs where ``mask`` is True."""
@@ -144,15 +143,12 @@ class Policy(Protocol):
 class Agent(Policy, Protocol):
     """A policy that learns. Training loops live with each algorithm, not in a base class."""
 
-    def update(self, batch: Any) -> Mapping[str, float]:
-        ...
+    def update(self, batch: Any) -> Mapping[str, float]: ...
 
-    def save(self, path: Path) -> None:
-        ...
+    def save(self, path: Path) -> None: ...
 
     @classmethod
-    def load(cls, path: Path, suite: Suite) -> Agent:
-        ...
+    def load(cls, path: Path, suite: Suite) -> Agent: ...
 
 
 @dataclass(frozen=True)
@@ -170,3 +166,6 @@ class AgentSpec:
     train: Callable[..., Policy]
     load: Callable[[Path, Suite], Policy]
     description: str = ""
+    adapt: Callable[..., Policy] | None = None
+    """``adapt(policy, suite, split, steps, seed, run_dir, progress)``: the ``few_shot``
+    protocol's adaptation on ``split`` within ``steps`` env steps; ``None``: not supported."""

@@ -1,0 +1,169 @@
+"""Shared network leaves of the MiniGrid PPO agents (DESIGN §6): MOORE's expert CNN, the
+Gram-Schmidt layer, task-linear mixing, per-task heads, and PCGrad's projection.
+
+Facts from MOORE's code (``moore/utils/networks_ppo.py``, ``mixture_layers.py``, ``pcgrad.py``),
+written here from their description, not copied:
+
+- **Expert CNN**: Conv(3->16, 2x2) -> ReLU -> Conv(16->32, 2x2) -> ReLU -> Conv(32->64, 2x2) ->
+  flatten, 1024-d on a 7x7 grid. The mixture networks have no activation after the last conv;
+  the single-trunk MTPPO network has a tanh there (``last_tanh``). Input: the raw symbolic grid
+  as float (no scaling, as MOORE).
+- **Init**: PyTorch's defaults, which MOORE keeps: weights and biases ~ U(+-1/sqrt(fan_in)).
+  The task-weight matrix (``nn.Linear(n_tasks, k, bias=False)``) has fan_in = number of
+  *training* tasks, also when held-out tasks get rows of their own.
+- **Gram-Schmidt** over each sample's k expert vectors, in expert order (expert 1 is only
+  normalised), classical form (each vector minus its projections on the basis so far). Deviation:
+  ``/ (norm + eps)`` with eps = 1e-8 (the JAX port's value) instead of ``/ norm``, so a
+  degenerate sample gives finite outputs instead of NaN.
+- **Mixing**: unconstrained task weights w_c (no bias, no softmax), r = tanh(sum_j w_cj v_j).
+- **Heads**: one per task, Linear(1024->128) -> tanh -> Linear(128->out).
+- **PCGrad**: every task's gradient is projected, in a random order of all task gradients (its
+  own included, which never conflicts), onto the normal plane of each gradient it conflicts with
+  (negative dot product); shared parameters get the *mean* of the projected gradients, per-task
+  parameters (heads) their *sum* (MOORE's ``PCGrad(reduction='mean')``; a head's gradient is
+  non-zero only for its own task, so the sum is that task's gradient).
+
+Layout: inputs are *grouped by task*: ``obs`` is ``(G, n, 7, 7, 3)`` with one task id per group
+``task_ids: (G,)``. Training batches are stratified (n samples of each task), so per-task heads
+are one batched matmul with no wasted FLOPs; arbitrary batches use ``G = B, n = 1``.
+
+Convolutions are written as im2col matmuls (``conv2x2``): XLA's CPU convolution is slow for 2x2
+kernels on 7x7 inputs (``benchmarks/train_throughput.py`` measures both); ``conv2x2_xla`` is the
+``lax.conv`` reference the tests compare against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Kind = Literal["mtppo", "moe", "moore"]
+CHANNELS = (16, 32, 64)
+
+
+def torch_uniform(fan_in: int) -> Callable[..., jax.Array]:
+    """PyTorch's default Linear / Conv init for weights and biases: U(+-1/sqrt(fan_in))."""
+    bound = 1.0 / fan_in**0.5
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def conv2x2(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """Valid 2x2 convolution as im2col + matmul. ``x``: (..., H, W, C); ``w``: (4 * C, O) with
+    rows ordered (dy, dx, c); ``b``: (O,). Leading dims of ``x`` beyond ``w``'s are batch."""
+    patches = jnp.concatenate(
+        [x[..., :-1, :-1, :], x[..., :-1, 1:, :], x[..., 1:, :-1, :], x[..., 1:, 1:, :]], axis=-1
+    )
+    return patches @ w + b
+
+
+def conv2x2_xla(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """The same convolution with ``lax.conv_general_dilated`` (NHWC, HWIO): the reference."""
+    kernel = w.reshape(2, 2, x.shape[-1], w.shape[-1])
+    out = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+    return out + b
+
+
+class CNNExperts(nn.Module):
+    """``k`` independent copies of MOORE's MiniGrid CNN: (N, H, W, C) -> (k, N, 64 (H-3)(W-3))."""
+
+    k: int
+    last_tanh: bool = False
+    conv: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] = conv2x2
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cin, n = x.shape[-1], x.shape[0]
+        # The first layer's patches are shared by the experts: one (N, ., 4C) @ (k, 4C, 16).
+        for i, cout in enumerate(CHANNELS):
+            init = torch_uniform(4 * cin)
+            w = self.param(f"w{i}", init, (self.k, 4 * cin, cout))
+            b = self.param(f"b{i}", init, (self.k, cout))
+            x = jax.vmap(self.conv, in_axes=(None if i == 0 else 0, 0, 0))(x, w, b)
+            x = nn.relu(x) if i < len(CHANNELS) - 1 else (jnp.tanh(x) if self.last_tanh else x)
+            cin = cout
+        return x.reshape(self.k, n, -1)
+
+
+def gram_schmidt(u: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """Orthonormalise the k vectors of each sample: (..., k, d) -> (..., k, d), expert order."""
+    basis: list[jax.Array] = []
+    for i in range(u.shape[-2]):
+        v = u[..., i, :]
+        for e in basis:  # classical GS: project the original vector on each basis vector
+            v = v - jnp.sum(u[..., i, :] * e, axis=-1, keepdims=True) * e
+        basis.append(v / (jnp.linalg.norm(v, axis=-1, keepdims=True) + eps))
+    return jnp.stack(basis, axis=-2)
+
+
+class MultiTaskNet(nn.Module):
+    """One actor or critic network of the MiniGrid PPO agents (module docstring).
+
+    ``kind``: ``mtppo`` (one CNN with tanh, per-task heads), ``moe`` (k CNNs, task-linear mixing,
+    tanh, per-task heads), ``moore`` (``moe`` with Gram-Schmidt before the mixing)."""
+
+    kind: Kind
+    n_experts: int
+    num_tasks: int
+    num_train_tasks: int
+    out: int
+    hidden: int = 128
+    eps: float = 1e-8
+    conv: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] = conv2x2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, task_ids: jax.Array) -> jax.Array:
+        g, n = obs.shape[:2]
+        x = obs.reshape(g * n, *obs.shape[2:]).astype(jnp.float32)
+        k = 1 if self.kind == "mtppo" else self.n_experts
+        u = CNNExperts(k, last_tanh=self.kind == "mtppo", conv=self.conv, name="experts")(x)
+        u = jnp.moveaxis(u.reshape(k, g, n, -1), 0, 2)  # (G, n, k, d)
+        if self.kind == "mtppo":
+            z = u[:, :, 0]
+        else:
+            if self.kind == "moore":
+                u = gram_schmidt(u, self.eps)
+            weights = self.param("task_weights", torch_uniform(self.num_train_tasks),
+                                 (self.num_tasks, k))  # fmt: skip
+            z = jnp.tanh(jnp.einsum("gk,gnkd->gnd", weights[task_ids], u))
+        d = z.shape[-1]
+        w1 = self.param("head_w1", torch_uniform(d), (self.num_tasks, d, self.hidden))
+        b1 = self.param("head_b1", torch_uniform(d), (self.num_tasks, self.hidden))
+        init2 = torch_uniform(self.hidden)
+        w2 = self.param("head_w2", init2, (self.num_tasks, self.hidden, self.out))
+        b2 = self.param("head_b2", init2, (self.num_tasks, self.out))
+        h = jnp.tanh(jnp.einsum("gnd,gdh->gnh", z, w1[task_ids]) + b1[task_ids][:, None])
+        return jnp.einsum("gnh,gho->gno", h, w2[task_ids]) + b2[task_ids][:, None]
+
+
+def is_head(path: tuple, _leaf: object = None) -> bool:
+    """Per-task head parameters (PCGrad sums these; everything else is shared)."""
+    return any(str(getattr(p, "key", p)).startswith("head_") for p in path)
+
+
+def pcgrad(grads: jax.Array, key: jax.Array, head_mask: jax.Array) -> jax.Array:
+    """PCGrad (Yu et al., 2020) on flattened per-task gradients ``(T, P)``: returns ``(P,)``,
+    the mean of projected gradients on shared entries and their sum where ``head_mask``."""
+    num_tasks = grads.shape[0]
+    orders = jax.vmap(lambda k: jax.random.permutation(k, num_tasks))(
+        jax.random.split(key, num_tasks)
+    )
+
+    def project(g_i: jax.Array, order: jax.Array) -> jax.Array:
+        def body(g: jax.Array, j: jax.Array) -> tuple[jax.Array, None]:
+            g_j = grads[j]
+            dot = g @ g_j
+            return jnp.where(dot < 0, g - dot / (g_j @ g_j) * g_j, g), None
+
+        return jax.lax.scan(body, g_i, order)[0]
+
+    projected = jax.vmap(project)(grads, orders)
+    return jnp.where(head_mask, projected.sum(0), projected.mean(0))
