@@ -56,7 +56,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +105,10 @@ class Config:
     gae_lambda: float = 0.95
     hidden: int = 128
     """Hidden width of each per-task head."""
+    mlp_widths: tuple[int, ...] = (64, 64)
+    """Expert MLP widths on vector observations (grids use MOORE's CNN)."""
+    encoder: Literal["auto", "mlp"] = "auto"
+    """``auto``: CNN on grids, MLP on vectors; ``mlp``: MLP on the flattened observation."""
     gs_eps: float = 1e-8
     """Gram-Schmidt epsilon (MOORE has none; see nets.py)."""
     checkpoint_every: int = 10
@@ -146,7 +150,8 @@ def _networks(config: Config, suite: Suite, conv=nets.conv2x2) -> tuple[nets.Mul
     n_actions = int(suite.make_single(suite.splits["train"][0]).action_space.n)
     common = dict(kind=config.network, n_experts=n_experts(config, suite),
                   num_tasks=suite.num_tasks, num_train_tasks=len(suite.splits["train"]),
-                  hidden=config.hidden, eps=config.gs_eps, conv=conv)  # fmt: skip
+                  hidden=config.hidden, eps=config.gs_eps, mlp_widths=tuple(config.mlp_widths),
+                  flatten=config.encoder == "mlp", conv=conv)  # fmt: skip
     return nets.MultiTaskNet(out=n_actions, **common), nets.MultiTaskNet(out=1, **common)
 
 
@@ -204,19 +209,21 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
     """The jit-ready functions for training on ``split`` (``few_shot``: ``test``, frozen)."""
     if config.network not in ("mtppo", "moe", "moore"):
         raise UsageError(f"network must be mtppo, moe or moore, got {config.network!r}")
+    if config.encoder not in ("auto", "mlp"):
+        raise UsageError(f"encoder must be auto or mlp, got {config.encoder!r}")
     task_ids = np.array(suite.splits[split])
     t, epp = len(task_ids), config.envs_per_task
     if config.steps_per_task % epp:
         raise UsageError(f"steps_per_task {config.steps_per_task} is not a multiple of "
                          f"envs_per_task {epp}")  # fmt: skip
     actor, critic = _networks(config, suite, conv)
-    obs_shape = suite.make_single(int(task_ids[0])).observation_space.shape
+    obs_space = suite.make_single(int(task_ids[0])).observation_space
     tids = jnp.asarray(task_ids)
     n, mb = config.steps_per_task, config.minibatch_per_task
 
     def init(key: jax.Array) -> Learner:
         k_actor, k_critic, key = jax.random.split(key, 3)
-        dummy = jnp.zeros((t, 1, *obs_shape), jnp.uint8)
+        dummy = jnp.zeros((t, 1, *obs_space.shape), obs_space.dtype)
         a, c = actor.init(k_actor, dummy, tids), critic.init(k_critic, dummy, tids)
         a_opt = _optimizer(config.lr_actor, a, frozen).init(a)
         c_opt = _optimizer(config.lr_critic, c, frozen).init(c)
@@ -225,7 +232,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
     def policy_step(actor_params, obs, key):
         """Sample actions for the ``E`` envs (task-major): ``(key, actions)``."""
         key, sub = jax.random.split(key)
-        logits = actor.apply(actor_params, obs.reshape(t, epp, *obs_shape), tids)
+        logits = actor.apply(actor_params, obs.reshape(t, epp, *obs_space.shape), tids)
         return key, jax.random.categorical(sub, logits.reshape(t * epp, -1)).astype(jnp.int32)
 
     def group(x):  # (E, S, ...) -> (T, epp * S, ...)
@@ -393,6 +400,7 @@ class PPOPolicy:
     def __init__(self, config: Config, suite: Suite, learner: Learner) -> None:
         self.config, self.suite, self.learner = config, suite, learner
         actor = _networks(config, suite)[0]
+        self._dtype = suite.make_single(suite.splits["train"][0]).observation_space.dtype
 
         def act(params, obs, task_ids, key, deterministic):
             logits = actor.apply(params, obs[:, None], task_ids)[:, 0]
@@ -404,7 +412,7 @@ class PPOPolicy:
     def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:
         # Keys come from numpy's global RNG, which ``evaluate`` seeds: same seed, same episodes.
         key = jax.random.key(np.random.randint(2**31))
-        actions = self._act(self.learner.actor, jnp.asarray(obs, jnp.uint8),
+        actions = self._act(self.learner.actor, jnp.asarray(obs, self._dtype),
                             jnp.asarray(task_ids), key, deterministic)  # fmt: skip
         return np.asarray(actions)
 
@@ -437,7 +445,8 @@ def load(path: Path, suite: Suite) -> PPOPolicy:
     saved = json.loads((Path(path) / "config.json").read_text())
     if saved["suite"] != suite.id:
         raise UsageError(f"{path} was trained on {saved['suite']}, not {suite.id}")
-    config = Config(**saved["agent_config"])
+    fields = saved["agent_config"]
+    config = Config(**{**fields, "mlp_widths": tuple(fields["mlp_widths"])})
     algo = build(config, suite)
     learner = algo.init(jax.random.key(saved["seed"]))
     template: Any = learner

@@ -23,6 +23,9 @@ written here from their description, not copied:
   parameters (heads) their *sum* (MOORE's ``PCGrad(reduction='mean')``; a head's gradient is
   non-zero only for its own task, so the sum is that task's gradient).
 
+Vector observations (toy and control suites) get MLP experts instead (``MLPExperts``, widths
+``mlp_widths``), with the same mixing and heads: MOORE's own design for state inputs (its SAC).
+
 Layout: inputs are *grouped by task*: ``obs`` is ``(G, n, 7, 7, 3)`` with one task id per group
 ``task_ids: (G,)``. Training batches are stratified (n samples of each task), so per-task heads
 are one batched matmul with no wasted FLOPs; arbitrary batches use ``G = B, n = 1``.
@@ -93,6 +96,26 @@ class CNNExperts(nn.Module):
         return x.reshape(self.k, n, -1)
 
 
+class MLPExperts(nn.Module):
+    """``k`` MLP experts for vector observations: (N, D) -> (k, N, widths[-1]); ReLU between
+    layers, the last layer linear (tanh with ``last_tanh``), as MOORE's SAC experts."""
+
+    k: int
+    widths: tuple[int, ...] = (64, 64)
+    last_tanh: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, width in enumerate(self.widths):
+            init = torch_uniform(x.shape[-1])
+            w = self.param(f"w{i}", init, (self.k, x.shape[-1], width))
+            b = self.param(f"b{i}", init, (self.k, width))
+            x = (x @ w if i == 0 else jnp.einsum("knd,kdw->knw", x, w)) + b[:, None]
+            last = i == len(self.widths) - 1
+            x = nn.relu(x) if not last else (jnp.tanh(x) if self.last_tanh else x)
+        return x
+
+
 def gram_schmidt(u: jax.Array, eps: float = 1e-8) -> jax.Array:
     """Orthonormalise the k vectors of each sample: (..., k, d) -> (..., k, d), expert order."""
     basis: list[jax.Array] = []
@@ -117,14 +140,21 @@ class MultiTaskNet(nn.Module):
     out: int
     hidden: int = 128
     eps: float = 1e-8
+    mlp_widths: tuple[int, ...] = (64, 64)
+    flatten: bool = False
+    """MLP experts on the flattened observation, also for grids."""
     conv: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] = conv2x2
 
     @nn.compact
     def __call__(self, obs: jax.Array, task_ids: jax.Array) -> jax.Array:
         g, n = obs.shape[:2]
         x = obs.reshape(g * n, *obs.shape[2:]).astype(jnp.float32)
-        k = 1 if self.kind == "mtppo" else self.n_experts
-        u = CNNExperts(k, last_tanh=self.kind == "mtppo", conv=self.conv, name="experts")(x)
+        k, tanh = (1, True) if self.kind == "mtppo" else (self.n_experts, False)
+        if x.ndim == 4 and not self.flatten:  # (N, H, W, C) grids: MOORE's CNN
+            u = CNNExperts(k, last_tanh=tanh, conv=self.conv, name="experts")(x)
+        else:  # vector observations (toy, control suites): MLP experts
+            x = x.reshape(g * n, -1)
+            u = MLPExperts(k, self.mlp_widths, last_tanh=tanh, name="experts")(x)
         u = jnp.moveaxis(u.reshape(k, g, n, -1), 0, 2)  # (G, n, k, d)
         if self.kind == "mtppo":
             z = u[:, :, 0]

@@ -68,18 +68,21 @@ class JaxSuiteEnv(NamedTuple):
     reset: Callable[..., Any]
     step: Callable[..., Any]
     params: Any
+    obs_dtype: Any
+    """The observation space's dtype (what the suite's vector env returns)."""
 
 
 def jax_suite_env(suite: Suite, task_ids: Any) -> JaxSuiteEnv:
     env = suite_env(suite)
     params = stack_params(env, [suite.tasks[int(i)] for i in task_ids])
-    return JaxSuiteEnv(jax.vmap(partial(reset_one, env)), jax.vmap(partial(step_one, env)), params)
+    return JaxSuiteEnv(jax.vmap(partial(reset_one, env)), jax.vmap(partial(step_one, env)), params,
+                       env.observation_space.dtype)  # fmt: skip
 
 
 def jax_reset(env: JaxSuiteEnv, keys: jax.Array) -> EnvCarry:
     keys, obs, state = env.reset(keys, env.params)
     zeros = jnp.zeros(keys.shape[0], jnp.float32)
-    return EnvCarry(keys, state, obs.astype(jnp.uint8), zeros, zeros > 0)
+    return EnvCarry(keys, state, obs.astype(env.obs_dtype), zeros, zeros > 0)
 
 
 def jax_rollout(env: JaxSuiteEnv, policy_step: PolicyStep, params: Any, key: jax.Array,
@@ -91,7 +94,7 @@ def jax_rollout(env: JaxSuiteEnv, policy_step: PolicyStep, params: Any, key: jax
         key, actions = policy_step(params, carry.obs, key)
         out = env.step(carry.keys, carry.state, actions, env.params)
         dones = out.terminated | out.truncated
-        obs, final = out.obs.astype(jnp.uint8), out.final_obs.astype(jnp.uint8)
+        obs, final = out.obs.astype(env.obs_dtype), out.final_obs.astype(env.obs_dtype)
         next_obs = jnp.where(dones.reshape(-1, *[1] * (obs.ndim - 1)), final, obs)
         rewards = out.rewards.astype(jnp.float32)
         ep_return, ep_success, stats = _episode_stats(
@@ -114,7 +117,7 @@ def python_rollout(venv: Any, policy_step: PolicyStep, params: Any, key: jax.Arr
         key, actions = policy_step(params, carry["obs"], key)
         actions = np.asarray(actions)
         obs, rewards, terminated, truncated, info = venv.step(actions)
-        obs, rewards = obs.astype(np.uint8), rewards.astype(np.float32)
+        rewards = rewards.astype(np.float32)
         dones = terminated | truncated
         next_obs = obs.copy()
         for i in np.flatnonzero(dones):
@@ -133,5 +136,5 @@ def python_rollout(venv: Any, policy_step: PolicyStep, params: Any, key: jax.Arr
 def python_reset(venv: Any) -> dict[str, np.ndarray]:
     obs, _ = venv.reset()
     n = venv.num_envs
-    return {"obs": obs.astype(np.uint8), "ep_return": np.zeros(n, np.float32),
+    return {"obs": obs, "ep_return": np.zeros(n, np.float32),
             "ep_success": np.zeros(n, bool)}  # fmt: skip

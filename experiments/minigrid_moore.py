@@ -82,9 +82,14 @@ def report(phase: Phase) -> None:
 
 
 def commit(message: str) -> None:
-    subprocess.run(["git", "add", str(OUT)], cwd=ROOT, check=True)
-    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=ROOT).returncode:
-        subprocess.run(["git", "commit", "-qm", message], cwd=ROOT, check=True)
+    """Commit ``results/minigrid`` only; a failure (say, another git process holds the index
+    lock) is reported and the sweep goes on: the next commit picks the files up."""
+    add = subprocess.run(["git", "add", str(OUT)], cwd=ROOT)
+    done = add.returncode == 0 and subprocess.run(
+        ["git", "commit", "-qm", message, "--", str(OUT)], cwd=ROOT
+    ).returncode in (0, 1)
+    if not done:
+        print(f"warning: could not commit {OUT}; the next commit will", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
