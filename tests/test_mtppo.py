@@ -104,11 +104,26 @@ def test_jitted_training_is_deterministic_and_matches_the_python_loop(mt3_jax):
         key, batch, _ = python_rollout(venv, step, learner.actor, learner.key, carry, 64)
         learner, _ = update(learner._replace(key=key), batch)
     assert _max_diff(a.actor, learner.actor) < 1e-5 and _max_diff(a.critic, learner.critic) < 1e-5
+    # the same loop on the CPU reference suite (python minigrid): same shapes, a finite update
+    cpu = get_suite("minigrid/mt3-v1")
+    venv = cpu.make("train", seed=0)
+    learner = algo.init(jax.random.key(0))
+    key, batch, stats = python_rollout(
+        venv, step, learner.actor, learner.key, python_reset(venv), 64
+    )
+    assert batch.obs.shape == (3, 64, 7, 7, 3) and batch.obs.dtype == np.uint8
+    assert stats.shape == (3, 3) and stats[:, 1].sum() == batch.dones.sum()
+    learner, metrics = update(learner._replace(key=key), batch)
+    assert int(learner.updates) == 1 and all(np.isfinite(float(v)) for v in metrics.values())
 
 
-def test_vmapped_seeds_equal_separate_runs(mt3_jax):
-    train = mtppo.make_train(CI, mt3_jax, 1)
-    keys = [run_keys(s, 3) for s in (0, 1)]
+CARTPOLE = "control-jax/cartpole-masscart-v1"  # a JAX suite that compiles in seconds
+
+
+def test_vmapped_seeds_equal_separate_runs():
+    suite = get_suite(CARTPOLE)
+    train = mtppo.make_train(CI, suite, 1)
+    keys = [run_keys(s, len(suite.splits["train"])) for s in (0, 1)]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *keys)
     (both, _), _ = jax.jit(jax.vmap(train))(*stacked)
     (one, _), _ = jax.jit(train)(*keys[1])
@@ -121,20 +136,22 @@ def _run(tmp_path, suite, agent, steps, protocols=("mt",), **kw):
     return run(cfg, tmp_path, progress=False), cfg
 
 
-def test_resume_equals_uninterrupted_run(tmp_path, mt3_jax):
-    """A run stopped after its first checkpoint and resumed ends with the same parameters."""
-    per_update = CI.steps_per_task * 3
+def test_resume_equals_uninterrupted_run(tmp_path):
+    """A run stopped after its first checkpoint and resumed ends with the same parameters
+    (JAX suite: the env state is in the checkpoint too)."""
+    suite = get_suite(CARTPOLE)
+    per_update = CI.steps_per_task * len(suite.splits["train"])
     spec = mtppo.MOORE
-    whole = RunDir(tmp_path / "a", mt3_jax.id, "moore", 0)
-    whole.open(resolve(RunConfig(suite=mt3_jax.id, agent="moore", steps=4 * per_update)))
-    full = spec.train(CI, mt3_jax, 0, whole, 4 * per_update, False)
-    part = RunDir(tmp_path / "b", mt3_jax.id, "moore", 0)
-    part.open(resolve(RunConfig(suite=mt3_jax.id, agent="moore", steps=4 * per_update)))
-    spec.train(CI, mt3_jax, 0, part, 2 * per_update, False)  # "killed" after 2 updates
-    resumed = spec.train(CI, mt3_jax, 0, part, 4 * per_update, False)
+    whole = RunDir(tmp_path / "a", suite.id, "moore", 0)
+    whole.open(resolve(RunConfig(suite=suite.id, agent="moore", steps=4 * per_update)))
+    full = spec.train(CI, suite, 0, whole, 4 * per_update, False)
+    part = RunDir(tmp_path / "b", suite.id, "moore", 0)
+    part.open(resolve(RunConfig(suite=suite.id, agent="moore", steps=4 * per_update)))
+    spec.train(CI, suite, 0, part, 2 * per_update, False)  # "killed" after 2 updates
+    resumed = spec.train(CI, suite, 0, part, 4 * per_update, False)
     assert _max_diff(full.learner.actor, resumed.learner.actor) == 0.0
     assert [r["updates"] for r in read_jsonl(part.metrics_path)] == [2, 4]
-    loaded = spec.load(part.path, mt3_jax)
+    loaded = spec.load(part.path, suite)
     assert _max_diff(loaded.learner.actor, full.learner.actor) == 0.0
 
 
