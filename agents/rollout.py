@@ -1,7 +1,7 @@
 """On-policy rollouts for the JAX agents (shared leaf, DESIGN §6), on both suite backends.
 
 - ``jax_rollout``: on a JAX suite, ``steps`` vector steps as one ``lax.scan``, with the sub-env
-  key scheme of ``jax_vector`` (``reset_one`` / ``step_one``), so it sees exactly the episodes a
+  key scheme of ``jax_vector`` (``reset_one`` / ``vector_step``), so it sees exactly the episodes a
   ``Suite.make(split, seed=seed)`` vector env gives for the same actions.
 - ``python_rollout``: the same loop over any suite's vector env (CPU reference backends).
 
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtrl_bench.jax_env import stack_params
-from mtrl_bench.jax_vector import env_keys, reset_one, step_one, suite_env
+from mtrl_bench.jax_vector import env_keys, reset_one, suite_env, vector_step
 from mtrl_bench.types import Suite
 
 PolicyStep = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
@@ -75,7 +75,7 @@ class JaxSuiteEnv(NamedTuple):
 def jax_suite_env(suite: Suite, task_ids: Any) -> JaxSuiteEnv:
     env = suite_env(suite)
     params = stack_params(env, [suite.tasks[int(i)] for i in task_ids])
-    return JaxSuiteEnv(jax.vmap(partial(reset_one, env)), jax.vmap(partial(step_one, env)), params,
+    return JaxSuiteEnv(jax.vmap(partial(reset_one, env)), partial(vector_step, env), params,
                        env.observation_space.dtype)  # fmt: skip
 
 

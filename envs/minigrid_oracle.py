@@ -90,9 +90,7 @@ def _candidate_actions(env: MiniGridEnv, base: bool) -> list[int]:
     return acts
 
 
-def solve(
-    env: Any, max_nodes: int = 200_000, must_see: tuple[int, int] | None = None
-) -> list[int]:
+def solve(env: Any, max_nodes: int = 200_000, must_see: tuple[int, int] | None = None) -> list[int]:
     """Return a shortest action list reaching a rewarded termination.
 
     ``env`` must already be reset; it is not modified (the search works on
@@ -108,6 +106,7 @@ def solve(
     base = _base_step_semantics(root)
     root = copy.deepcopy(root)
     root.render_mode = None  # never render during search
+
     def seen(e: MiniGridEnv, before: bool) -> bool:
         return before or must_see is None or bool(e.agent_sees(*must_see))
 

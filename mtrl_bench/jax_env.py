@@ -11,6 +11,10 @@ the returned ``obs`` and ``state`` already belong to the next episode (reset wit
 ``key``), and ``info["final_obs"]`` holds the episode's last observation (equal to ``obs``
 when the episode did not end). ``info["success"]`` is the step's success flag.
 
+Optional: ``step_env(key, state, action, params)``, the same step without the autoreset
+(``step`` must equal it followed by ``reset(key, params)`` where the episode ended).
+``jax_vector.vector_step`` then computes resets only on steps where some sub-env finished.
+
 This module imports JAX; nothing in the registry or ``mtrl list`` imports it.
 """
 

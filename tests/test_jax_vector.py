@@ -236,3 +236,33 @@ def test_adapters_share_compiled_functions():
     assert (fns.reset._cache_size(), fns.step._cache_size()) == sizes  # no new compilation
     stacked = stack_params(env.jax_env, GOAL_LINE.tasks[:3])
     np.testing.assert_array_equal(env.params["goal"], stacked["goal"])
+
+
+def test_vector_step_skips_resets_without_changing_results():
+    """``vector_step``'s lax.cond path (envs with ``step_env``) equals the plain vmapped
+    autoreset step, transition for transition, across many episode ends."""
+    from functools import partial
+
+    from mtrl_bench.jax_vector import reset_one, step_one, vector_step
+    from mtrl_bench.registry import get_suite
+
+    suite = get_suite("minigrid-jax/mt3-v1")
+    env = suite_env(suite)
+    assert hasattr(env, "step_env")
+    params = stack_params(env, [suite.tasks[i] for i in (0, 0, 1, 2)])
+    keys, _, state = jax.vmap(partial(reset_one, env))(env_keys(7, 4), params)
+
+    def run(step):
+        def one(c, k):
+            keys, state = c
+            actions = jax.random.randint(k, (4,), 0, 3)  # turns and forward: episodes end
+            out = step(keys, state, actions, params)
+            return (out.keys, out.state), out._replace(keys=None, state=None)
+
+        return jax.lax.scan(one, (keys, state), jax.random.split(jax.random.key(1), 300))[1]
+
+    fast = jax.jit(lambda: run(partial(vector_step, env)))()
+    plain = jax.jit(lambda: run(jax.vmap(partial(step_one, env))))()
+    assert int((fast.terminated | fast.truncated).sum()) > 4  # resets happened
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

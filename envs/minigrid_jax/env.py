@@ -95,6 +95,14 @@ class MiniGridJax:
     ) -> StepOut:
         return step_autoreset(state, action, params, *self.reset(key, params))
 
+    def step_env(
+        self, key: jax.Array, state: core.State, action: jax.Array, params: TaskParams
+    ) -> StepOut:
+        """``step`` without its autoreset (``jax_env``'s optional method)."""
+        state, reward, terminated, truncated, success = core.step(state, action, params)
+        obs = core.observe(state, params)
+        return obs, state, reward, terminated, truncated, {"success": success, "final_obs": obs}
+
 
 def make_suite_env(suite: Suite) -> MiniGridJax:
     """``f(suite) -> JaxEnv`` of the JAX MiniGrid suites (their ``env_factory``)."""
