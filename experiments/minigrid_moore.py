@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                 futures = {pool.submit(_run, phase, a, s): (a, s) for a, s in todo}
                 for future in as_completed(futures):
                     agent, seed = futures[future]
+                    if (error := future.exception()) is not None:  # report, keep the others going
+                        print(f"FAILED {phase.suite} {agent} seed {seed}: {error!r}", flush=True)
+                        continue
                     print(f"done {phase.suite} {agent} seed {seed}: {future.result()}", flush=True)
                     report(phase)
                     if args.commit:
