@@ -60,7 +60,7 @@ def test_train_eval_report(tmp_path, capsys):
     "argv,message",
     [
         (["train", "--suite", "minigrid/mt9-v1", "--agent", "random"], "unknown suite 'minigrid/mt9-v1'; closest: "),
-        (["train", "--suite", "toy/bandit-v1", "--agent", "moore"], "unknown agent 'moore'"),
+        (["train", "--suite", "toy/bandit-v1", "--agent", "moore-xl"], "unknown agent 'moore-xl'"),
         (["train", "--suite", "toy/bandit-v1", "--agent", "random", "--steps", "0"], "steps must be positive, got 0"),
         (["train", "--suite", "toy/bandit-v1", "--agent", "random", "--eval-episodes", "0"], "eval_episodes must be positive, got 0"),
         (["train", "--suite", "toy/bandit-v1", "--agent", "random", "--seeds", "-1"], "seed must be non-negative, got -1"),

@@ -112,6 +112,6 @@ def test_bad_input():
 
 
 def test_protocols_name_their_split_and_version():
-    assert {n: (p.split, p.version) for n, p in PROTOCOLS.items()} == {
-        "mt": ("train", 1), "zero_shot": ("test", 1)
+    assert {n: (p.split, p.version, p.adapts) for n, p in PROTOCOLS.items()} == {
+        "mt": ("train", 1, False), "zero_shot": ("test", 1, False), "few_shot": ("test", 1, True)
     }
