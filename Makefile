@@ -25,7 +25,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mtrl_bench envs agents baselines benchmarks tests
+	$(BIN)/ruff check mtrl_bench envs agents baselines benchmarks experiments tests
 
 clean-runs:
 	rm -rf runs
