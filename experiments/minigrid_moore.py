@@ -78,7 +78,38 @@ def report(phase: Phase) -> None:
     if records:
         result = rep.build_report(records, reps=2000, seed=0)
         rep.write_report(result, OUT / phase.name)
+        curves(phase)
         print(rep.to_markdown(result), flush=True)
+
+
+def curves(phase: Phase) -> None:
+    """``curves.png``: training success (episodes finished in each 10-update chunk, mean over
+    tasks) against env steps, mean over finished seeds with the min-max band."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mtrl_bench.results import read_jsonl
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for agent in AGENTS:
+        runs = []
+        for done in sorted((OUT / "runs" / phase.suite / agent).glob("*/DONE")):
+            rows = read_jsonl(done.parent / "metrics.jsonl")
+            last = {r["updates"]: r for r in rows if r["split"] == "train"}  # restarts repeat
+            runs.append([(r["env_steps"], r["success"] or 0.0) for _, r in sorted(last.items())])
+        if not runs:
+            continue
+        n = min(len(r) for r in runs)
+        steps = np.array([x for x, _ in runs[0][:n]])
+        success = np.array([[y for _, y in r[:n]] for r in runs])
+        ax.plot(steps, success.mean(0), label=f"{agent} ({len(runs)} seeds)")
+        ax.fill_between(steps, success.min(0), success.max(0), alpha=0.2)
+    ax.set(xlabel="env steps (all tasks)", ylabel="training success",
+           title=f"{phase.suite}: success of training episodes")  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT / phase.name / "curves.png", dpi=120)
+    plt.close(fig)
 
 
 def commit(message: str) -> None:
