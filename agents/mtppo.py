@@ -2,9 +2,8 @@
 
 Papers: MOORE, Hendawy, Peters & D'Eramo, "Multi-Task Reinforcement Learning with Mixture of
 Orthogonal Experts", ICLR 2024; PCGrad, Yu et al., NeurIPS 2020; PPO, Schulman et al., 2017.
-Reference code (read for facts, not copied): ``AhmedMagdyHendawy/MOORE``:
-``moore/algorithms/actor_critic/deep_actor_critic/mtppo.py``, ``mtppo_pcgrad.py``,
-``run_minigrid_ppo_mt.py``, ``run/minigrid/multi_task/*.sh``. Networks: ``agents/nets.py``.
+Reference code (facts, not copied): ``AhmedMagdyHendawy/MOORE``, ``.../mtppo.py``,
+``mtppo_pcgrad.py``, ``run_minigrid_ppo_mt.py``, ``run/minigrid/*``. Networks: ``nets.py``.
 
 The algorithm, as the reference code runs it (every update):
 
@@ -64,16 +63,8 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 from mtrl_bench.agents import nets
+from mtrl_bench.agents import rollout as ro
 from mtrl_bench.agents.checkpoint import load_tree, save_tree
-from mtrl_bench.agents.rollout import (
-    Batch,
-    jax_reset,
-    jax_rollout,
-    jax_suite_env,
-    python_reset,
-    python_rollout,
-    run_keys,
-)  # fmt: skip
 from tqdm.auto import tqdm
 
 from mtrl_bench.errors import UsageError
@@ -166,7 +157,7 @@ def _optimizer(lr: float, params: Any, frozen: bool) -> optax.GradientTransforma
     return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, labels)
 
 
-def gae(config: Config, values, next_values, batch: Batch) -> jax.Array:
+def gae(config: Config, values, next_values, batch: ro.Batch) -> jax.Array:
     """Per-trajectory GAE as mushroom computes it; ``(E, S)`` arrays, time on axis 1."""
     deltas = batch.rewards + config.gamma * next_values * (1 - batch.terminated) - values
     keep = config.gamma * config.gae_lambda * (1 - batch.dones)
@@ -238,7 +229,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
     def group(x):  # (E, S, ...) -> (T, epp * S, ...)
         return x.reshape(t, epp * x.shape[1], *x.shape[2:])
 
-    def update(learner: Learner, batch: Batch) -> tuple[Learner, dict[str, jax.Array]]:
+    def update(learner: Learner, batch: ro.Batch) -> tuple[Learner, dict[str, jax.Array]]:
         key, k_perm, k_pc = jax.random.split(learner.key, 3)
         v_of = lambda p, o: critic.apply(p, group(o), tids)[..., 0].reshape(o.shape[:2])  # noqa: E731
         values, next_values = v_of(learner.critic, batch.obs), v_of(learner.critic, batch.next_obs)
@@ -311,16 +302,16 @@ def make_chunk(algo: Algo, suite: Suite, split: str = "train"):
     ``run(learner, env, n)`` = ``n`` updates (rollout + update) as one ``lax.scan``, returning
     ``((learner, env), (metrics, stats))``. Both are pure: ``jax.vmap`` them over seeds."""
     epp = algo.config.envs_per_task
-    env = jax_suite_env(suite, np.repeat(algo.task_ids, epp))
+    env = ro.jax_suite_env(suite, np.repeat(algo.task_ids, epp))
     steps = algo.config.steps_per_task // epp
 
     def start(agent_key: jax.Array, keys: jax.Array):
-        return algo.init(agent_key), jax_reset(env, keys)
+        return algo.init(agent_key), ro.jax_reset(env, keys)
 
     def run(learner: Learner, carry, n: int):
         def one(c, _):
             learner, carry = c
-            key, carry, batch, stats = jax_rollout(env, algo.policy_step, learner.actor,
+            key, carry, batch, stats = ro.jax_rollout(env, algo.policy_step, learner.actor,
                                                    learner.key, carry, steps)  # fmt: skip
             learner, metrics = algo.update(learner._replace(key=key), batch)
             return (learner, carry), (metrics, stats)
@@ -337,34 +328,20 @@ def make_train(config: Config, suite: Suite, num_updates: int):
     return lambda agent_key, keys: run(*start(agent_key, keys), num_updates)
 
 
-def _row(algo: Algo, updates: int, metrics: dict, stats: np.ndarray, fps: float) -> dict:
-    """One metrics.jsonl row: losses of the chunk's last update, episodes finished in the chunk."""
-    per_task = np.asarray(stats).reshape(len(algo.task_ids), -1, 3).sum(1)  # (T, 3)
-    finished = per_task[:, 1]
-    success = [float(s / f) if f else None for s, f in zip(per_task[:, 2], finished, strict=True)]
-    rate = [s for s in success if s is not None]
-    return {
-        "updates": updates, "env_steps": updates * algo.config.steps_per_task * len(algo.task_ids),
-        "fps": round(fps, 1), "success": float(np.mean(rate)) if rate else None,
-        "episode_return": float(per_task[:, 0].sum() / finished.sum()) if finished.sum() else None,
-        "task_success": success, **{k: float(np.asarray(v)) for k, v in metrics.items()},
-    }  # fmt: skip
-
-
 def _fit(algo: Algo, suite: Suite, learner: Learner, seed: int, run_dir: RunDir, ckpt: Path,
          steps: int, progress: bool, split: str) -> Learner:  # fmt: skip
-    """Train ``learner`` on ``split`` to ``steps`` env steps (rounded up to whole updates),
-    resuming from and checkpointing to ``ckpt`` every ``checkpoint_every`` updates."""
-    config, t = algo.config, len(algo.task_ids)
-    per_update, epp = config.steps_per_task * t, config.envs_per_task
+    """Train ``learner`` on ``split`` to ``steps`` env steps (whole updates), resuming from and
+    checkpointing to ``ckpt`` every ``checkpoint_every`` updates."""
+    config, t, epp = algo.config, len(algo.task_ids), algo.config.envs_per_task
+    per_update = config.steps_per_task * t
     total, on_jax = max(1, -(-steps // per_update)), suite.backend == "jax"
     if on_jax:
         start, run = make_chunk(algo, suite, split)
-        env = jax.jit(start)(learner.key, run_keys(seed, t * epp)[1])[1]
+        env = jax.jit(start)(learner.key, ro.run_keys(seed, t * epp)[1])[1]
         run = jax.jit(run, static_argnums=2)
     else:
         venv = suite.make(split, envs_per_task=epp, seed=seed)
-        env = python_reset(venv)
+        env = ro.python_reset(venv)
         policy_step, update = jax.jit(algo.policy_step), jax.jit(algo.update)
     if (hit := load_tree(ckpt, (learner, env) if on_jax else learner)) is not None:
         learner, env = hit[0] if on_jax else (hit[0], env)  # CPU envs restart (docstring)
@@ -379,14 +356,17 @@ def _fit(algo: Algo, suite: Suite, learner: Learner, seed: int, run_dir: RunDir,
         else:
             stats = 0
             for _ in range(n):
-                key, batch, s = python_rollout(venv, policy_step, learner.actor, learner.key, env,
-                                               config.steps_per_task // epp)  # fmt: skip
+                key, batch, s = ro.python_rollout(venv, policy_step, learner.actor, learner.key,
+                                                  env, config.steps_per_task // epp)  # fmt: skip
                 learner, metrics = update(learner._replace(key=key), batch)
                 stats = stats + s
         done = int(learner.updates)
         save_tree(ckpt, (learner, env) if on_jax else learner, {"updates": done})
         fps = n * per_update / (time.perf_counter() - t0)
-        run_dir.append_metrics({"split": split, **_row(algo, done, metrics, stats, fps)})
+        run_dir.append_metrics({
+            "split": split, "updates": done, "env_steps": done * per_update, "fps": round(fps, 1),
+            **ro.episode_metrics(stats, t), **{k: float(np.asarray(v)) for k, v in metrics.items()},
+        })  # fmt: skip
         bar.update(n * per_update)
     bar.close()
     if not on_jax:
@@ -452,7 +432,7 @@ def load(path: Path, suite: Suite) -> PPOPolicy:
     template: Any = learner
     if suite.backend == "jax":
         n = len(algo.task_ids) * config.envs_per_task
-        template = jax.eval_shape(make_chunk(algo, suite)[0], learner.key, run_keys(0, n)[1])
+        template = jax.eval_shape(make_chunk(algo, suite)[0], learner.key, ro.run_keys(0, n)[1])
     if (hit := load_tree(Path(path) / "ckpt", template)) is None:
         raise UsageError(f"no checkpoint in {Path(path) / 'ckpt'}")
     return PPOPolicy(config, suite, hit[0][0] if suite.backend == "jax" else hit[0])

@@ -138,3 +138,16 @@ def python_reset(venv: Any) -> dict[str, np.ndarray]:
     n = venv.num_envs
     return {"obs": obs, "ep_return": np.zeros(n, np.float32),
             "ep_success": np.zeros(n, bool)}  # fmt: skip
+
+
+def episode_metrics(stats: Any, num_tasks: int) -> dict[str, Any]:
+    """Summary of rollout ``stats`` ``(E, 3)`` (envs task-major): mean success over tasks, per-task
+    success (``None`` where no episode finished) and the mean return of finished episodes."""
+    per_task = np.asarray(stats).reshape(num_tasks, -1, 3).sum(1)
+    finished = per_task[:, 1]
+    success = [float(s / f) if f else None for s, f in zip(per_task[:, 2], finished, strict=True)]
+    rate = [s for s in success if s is not None]
+    return {
+        "success": float(np.mean(rate)) if rate else None, "task_success": success,
+        "episode_return": float(per_task[:, 0].sum() / finished.sum()) if finished.sum() else None,
+    }  # fmt: skip
