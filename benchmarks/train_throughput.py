@@ -36,20 +36,13 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from env_throughput import _load, machine  # noqa: E402
+from env_throughput import _load, log, machine  # noqa: E402
 from mtrl_bench.agents import mtppo, nets  # noqa: E402
 from mtrl_bench.agents.rollout import Batch, run_keys  # noqa: E402
 
 from mtrl_bench.registry import get_suite  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:5.0f}s] {msg}", file=sys.stderr, flush=True)
-
-
 def ours_sps(config: mtppo.Config, suite_id: str, updates: int) -> float:
     """Env-steps/s of ``updates`` whole updates (one jitted scan), after compiling it."""
     suite = get_suite(suite_id)
