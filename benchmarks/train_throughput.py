@@ -43,6 +43,8 @@ from mtrl_bench.agents.rollout import Batch, run_keys  # noqa: E402
 from mtrl_bench.registry import get_suite  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
+
+
 def ours_sps(config: mtppo.Config, suite_id: str, updates: int) -> float:
     """Env-steps/s of ``updates`` whole updates (one jitted scan), after compiling it."""
     suite = get_suite(suite_id)
