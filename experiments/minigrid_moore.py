@@ -1,11 +1,15 @@
 """MOORE's MiniGrid reproduction as a resumable sweep (issue 4): MOORE, MoE and MTPPO on MT3, MT5
 and MT7, evaluated with the ``mt``, ``zero_shot`` and ``few_shot`` protocols.
 
-    python experiments/minigrid_moore.py                  # run / extend every phase, report
+    python experiments/minigrid_moore.py                  # run / extend the sweep, report
     python experiments/minigrid_moore.py --phases mt3     # one phase
     python experiments/minigrid_moore.py --report-only    # rebuild the tables and plots
 
-Run directories go to ``results/minigrid/runs/<suite>/<agent>/<seed>`` (``ckpt/`` is git-ignored:
+The default order is MT3 at the paper budget, then MT5 and MT7 at a quarter of it (phases
+``mt5-100k`` and ``mt7-100k``, 3 seeds), then MT5 and MT7 at the paper budget.
+
+Run directories go to ``results/minigrid/runs/<suite>/<agent>/<seed>`` (reduced budgets:
+``results/minigrid/runs-<budget>/...``; ``ckpt/`` is git-ignored:
 an interrupted run restarts from its last checkpoint in the same session, from scratch on a fresh
 clone; finished runs are ``DONE`` and skipped). Runs go seed-major (every agent at seed 0, then
 seed 1, ...), so a partial sweep compares the agents on the same seeds. After every finished run
@@ -41,11 +45,22 @@ class Phase:
     steps_per_task: int
     seeds: tuple[int, ...]
 
+    @property
+    def runs(self) -> Path:
+        """Run directories; a reduced budget gets its own tree (its configs differ)."""
+        paper = self.steps_per_task == PAPER_STEPS_PER_TASK
+        return OUT / ("runs" if paper else f"runs-{self.steps_per_task // 1000}k") / self.suite
 
+
+PAPER_STEPS_PER_TASK = 400_000
 PHASES = {
-    "mt3": Phase("mt3", "minigrid-jax/mt3-v1", 3, 400_000, (0, 1, 2, 3, 4)),
-    "mt5": Phase("mt5", "minigrid-jax/mt5-v1", 5, 400_000, (0, 1, 2, 3, 4)),
-    "mt7": Phase("mt7", "minigrid-jax/mt7-v1", 7, 400_000, (0, 1, 2, 3, 4)),
+    "mt3": Phase("mt3", "minigrid-jax/mt3-v1", 3, PAPER_STEPS_PER_TASK, (0, 1, 2, 3, 4)),
+    "mt5": Phase("mt5", "minigrid-jax/mt5-v1", 5, PAPER_STEPS_PER_TASK, (0, 1, 2, 3, 4)),
+    "mt7": Phase("mt7", "minigrid-jax/mt7-v1", 7, PAPER_STEPS_PER_TASK, (0, 1, 2, 3, 4)),
+    # Reduced budgets (a quarter of the paper's per task, 3 seeds): what 2 CPU cores can do in a
+    # session; every number from them carries the budget (`steps` column, directory, phase name).
+    "mt5-100k": Phase("mt5-100k", "minigrid-jax/mt5-v1", 5, 100_000, (0, 1, 2)),
+    "mt7-100k": Phase("mt7-100k", "minigrid-jax/mt7-v1", 7, 100_000, (0, 1, 2)),
 }
 FEW_SHOT_STEPS_PER_TASK = 40_000  # 10 % of the paper's training budget per held-out task
 
@@ -64,14 +79,14 @@ def _run(phase: Phase, agent: str, seed: int) -> str:
         preset="paper", protocols=("mt", "zero_shot", "few_shot"), eval_episodes=16,
         few_shot_steps=FEW_SHOT_STEPS_PER_TASK * phase.tasks,
     )  # fmt: skip
-    return str(run(cfg, OUT / "runs", progress=False).path)
+    return str(run(cfg, phase.runs.parent.parent, progress=False).path)
 
 
 def report(phase: Phase) -> None:
     from mtrl_bench import report as rep
     from mtrl_bench.results import collect_eval_records
 
-    runs = OUT / "runs" / phase.suite
+    runs = phase.runs
     if not runs.exists():
         return
     records = [r for r in collect_eval_records([runs]) if r["agent"] in AGENTS]
@@ -93,7 +108,7 @@ def curves(phase: Phase) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for agent in AGENTS:
         runs = []
-        for done in sorted((OUT / "runs" / phase.suite / agent).glob("*/DONE")):
+        for done in sorted((phase.runs / agent).glob("*/DONE")):
             rows = read_jsonl(done.parent / "metrics.jsonl")
             last = {r["updates"]: r for r in rows if r["split"] == "train"}  # restarts repeat
             runs.append([(r["env_steps"], r["success"] or 0.0) for _, r in sorted(last.items())])
@@ -105,7 +120,7 @@ def curves(phase: Phase) -> None:
         ax.plot(steps, success.mean(0), label=f"{agent} ({len(runs)} seeds)")
         ax.fill_between(steps, success.min(0), success.max(0), alpha=0.2)
     ax.set(xlabel="env steps (all tasks)", ylabel="training success",
-           title=f"{phase.suite}: success of training episodes")  # fmt: skip
+           title=f"{phase.suite}, {phase.steps_per_task // 1000}k steps/task: training success")  # fmt: skip
     ax.legend()
     fig.tight_layout()
     fig.savefig(OUT / phase.name / "curves.png", dpi=120)
@@ -125,7 +140,8 @@ def commit(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phases", nargs="+", default=list(PHASES), choices=list(PHASES))
+    parser.add_argument("--phases", nargs="+", choices=list(PHASES),
+                        default=["mt3", "mt5-100k", "mt7-100k", "mt5", "mt7"])  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--commit", action="store_true", help="git-commit after every run")
     parser.add_argument("--report-only", action="store_true")
@@ -136,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         phase = PHASES[name]
         if not args.report_only:
             todo = [(a, s) for s in phase.seeds for a in AGENTS
-                    if not (OUT / "runs" / phase.suite / a / str(s) / "DONE").exists()]  # fmt: skip
+                    if not (phase.runs / a / str(s) / "DONE").exists()]  # fmt: skip
             ctx = get_context("spawn")
             with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = {pool.submit(_run, phase, a, s): (a, s) for a, s in todo}
