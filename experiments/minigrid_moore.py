@@ -119,8 +119,9 @@ def curves(phase: Phase) -> None:
         success = np.array([[y for _, y in r[:n]] for r in runs])
         ax.plot(steps, success.mean(0), label=f"{agent} ({len(runs)} seeds)")
         ax.fill_between(steps, success.min(0), success.max(0), alpha=0.2)
+    budget = f"{phase.steps_per_task // 1000}k steps/task"
     ax.set(xlabel="env steps (all tasks)", ylabel="training success",
-           title=f"{phase.suite}, {phase.steps_per_task // 1000}k steps/task: training success")  # fmt: skip
+           title=f"{phase.suite}, {budget}: training success")  # fmt: skip
     ax.legend()
     fig.tight_layout()
     fig.savefig(OUT / phase.name / "curves.png", dpi=120)
