@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import gymnasium as gym
 
     from mtrl_bench.jax_vector import JaxVectorEnv
-    from mtrl_bench.vector import MultiTaskVectorEnv
+    from mtrl_bench.vector import AsyncMultiTaskVectorEnv, MultiTaskVectorEnv
 
 #: Evaluation env seeds are offset by this much, so they never meet training env seeds.
 EVAL_SEED_OFFSET = 1_000_000_000
@@ -103,13 +103,22 @@ class Suite:
         return load_attr(self.env_factory)(task, self)
 
     def make(
-        self, split: str, *, envs_per_task: int = 1, seed: int = 0
-    ) -> MultiTaskVectorEnv | JaxVectorEnv:
+        self,
+        split: str,
+        *,
+        envs_per_task: int = 1,
+        seed: int = 0,
+        vector: Literal["auto", "sync", "async"] = "auto",
+    ) -> MultiTaskVectorEnv | AsyncMultiTaskVectorEnv | JaxVectorEnv:
         """A vector env over the tasks of ``split``; env ``j`` of task ``t`` sits at
-        ``t_pos * envs_per_task + j``. The first ``reset()`` without a seed uses ``seed``."""
-        from mtrl_bench.vector import MultiTaskVectorEnv
+        ``t_pos * envs_per_task + j``. The first ``reset()`` without a seed uses ``seed``.
+        ``vector`` (numpy backend): ``"async"`` steps the envs in worker processes, ``"auto"``
+        does so when there are at least ``options["async_from_envs"]`` envs (same rollouts)."""
+        from mtrl_bench.vector import AsyncMultiTaskVectorEnv, MultiTaskVectorEnv
 
         require_positive("envs_per_task", envs_per_task)
+        if vector not in ("auto", "sync", "async"):
+            raise UsageError(f"vector must be 'auto', 'sync' or 'async', got {vector!r}")
         if seed < 0 or seed >= EVAL_SEED_OFFSET * 2:
             raise UsageError(f"seed must be in [0, {2 * EVAL_SEED_OFFSET}), got {seed}")
         tasks = self.split_tasks(split)
@@ -119,7 +128,12 @@ class Suite:
             from mtrl_bench.jax_vector import JaxVectorEnv, suite_env
 
             subs = [t for t in tasks for _ in range(envs_per_task)]
+            if vector == "async":
+                raise UsageError(f"vector='async' needs a numpy-backend suite; {self.id} is jax")
             return JaxVectorEnv(suite_env(self), subs, task_ids, seed=seed)
+        threshold = self.options.get("async_from_envs")
+        if vector == "async" or (vector == "auto" and threshold and len(fns) >= threshold):
+            return AsyncMultiTaskVectorEnv(fns, task_ids, seed=seed)
         return MultiTaskVectorEnv(fns, task_ids, seed=seed)
 
     @property
@@ -169,3 +183,5 @@ class AgentSpec:
     adapt: Callable[..., Policy] | None = None
     """``adapt(policy, suite, split, steps, seed, run_dir, progress)``: the ``few_shot``
     protocol's adaptation on ``split`` within ``steps`` env steps; ``None``: not supported."""
+    action_spaces: tuple[str, ...] = ("discrete", "continuous")
+    """The action spaces it can act in: ``discrete`` (``Discrete``), ``continuous`` (``Box``)."""
