@@ -4,8 +4,10 @@
 ``EVAL_SEED_OFFSET + seed``), and counts exactly ``episodes_per_task`` episodes per task. Each
 sub-env gets a fixed quota of episodes decided up front, so short episodes are not
 over-represented. An episode succeeds when ``info["success"]`` was seen at any step (the
-Meta-World rule). Stochastic policies that draw from numpy's or torch's global RNG are
-reproducible because ``evaluate`` seeds both before the first step.
+Meta-World rule). A task's normalised ``score`` is its normalised mean return, or its success
+rate when the suite's ``options["score"] == "success"`` (Meta-World is judged by success rate).
+Stochastic policies that draw from numpy's or torch's global RNG are reproducible because
+``evaluate`` seeds both before the first step.
 
 Protocols are small named functions; their name and version go into every record:
 
@@ -114,13 +116,11 @@ def evaluate(
         rets = np.concatenate([returns[i] for i in block])
         succ = np.concatenate([successes[i] for i in block])
         assert len(rets) == episodes_per_task
-        mean_return = float(rets.mean())
+        mean_return, success = float(rets.mean()), float(succ.mean())
+        score = success if suite.options.get("score") == "success" else task.normalize(mean_return)
         results.append(
-            TaskResult(
-                task.name, task.index, episodes_per_task, float(succ.mean()), mean_return,
-                task.normalize(mean_return),
-            )
-        )  # fmt: skip
+            TaskResult(task.name, task.index, episodes_per_task, success, mean_return, score)
+        )
     return EvalResult(suite.id, split, tuple(results))
 
 
