@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mtrl-installed
-EXTRAS ?= sb3,jax,dev
+EXTRAS ?= sb3,jax,metaworld,dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow lint clean-runs

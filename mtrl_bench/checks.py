@@ -20,8 +20,9 @@ def check_splits(suite: Suite) -> None:
     assert {"train", "test"} <= set(suite.splits), f"{suite.id}: needs train and test splits"
     train, test = set(suite.splits["train"]), set(suite.splits["test"])
     assert not train & test, f"{suite.id}: train and test share tasks {sorted(train & test)}"
-    names = [suite.tasks[i].name for i in (*train, *test)]
-    assert len(set(names)) == len(names), f"{suite.id}: a task name appears in both splits"
+    # a task is its name plus its kwargs (Meta-World's MT test split: same names, unseen goals)
+    keys = [(suite.tasks[i].name, suite.tasks[i].kwargs) for i in (*train, *test)]
+    assert len(set(keys)) == len(keys), f"{suite.id}: a task appears in both splits"
 
 
 def check_single_envs(suite: Suite) -> None:
