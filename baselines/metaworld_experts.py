@@ -47,7 +47,8 @@ class ExpertPolicy:
             actions = [
                 self.experts[int(t)].get_action(o) for o, t in zip(obs, task_ids, strict=True)
             ]
-        return np.stack(actions).astype(np.float32)
+        # in the action space, as the Policy contract asks (the env clips the same way)
+        return np.clip(np.stack(actions), -1.0, 1.0).astype(np.float32)
 
     def reset(self, mask: np.ndarray) -> None:
         pass  # the experts keep no per-episode state
