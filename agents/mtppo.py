@@ -61,7 +61,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 from mtrl_bench.agents import nets
 from mtrl_bench.agents import rollout as ro
 from mtrl_bench.agents.checkpoint import load_tree, save_tree
@@ -182,19 +181,6 @@ def _policy_losses(config, actor, params, obs, task_ids, actions, adv, old_logp)
     return -surrogate.mean(1) - config.ent_coef * entropy.mean(1), entropy.mean()
 
 
-def _grad(loss_fn, params, pcgrad: bool, key) -> tuple[jax.Array, Any]:
-    """``(mean loss, gradient)`` of the per-task losses ``loss_fn(params) -> (T,)``: the
-    gradient of their mean, or with ``pcgrad`` the PCGrad combination of per-task gradients."""
-    if not pcgrad:
-        return jax.value_and_grad(lambda p: loss_fn(p).mean())(params)
-    per_task, losses = jax.jacrev(lambda p: (loss_fn(p),) * 2, has_aux=True)(params)
-    unravel = ravel_pytree(params)[1]
-    grads = jax.vmap(lambda g: ravel_pytree(g)[0])(per_task)  # (T, P)
-    heads = jax.tree_util.tree_map_with_path(lambda p, x: jnp.full(x.shape, nets.is_head(p)),
-                                             params)  # fmt: skip
-    return losses.mean(), unravel(nets.pcgrad(grads, key, ravel_pytree(heads)[0] > 0))
-
-
 def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = False,
           conv=nets.conv2x2) -> Algo:  # fmt: skip
     """The jit-ready functions for training on ``split`` (``few_shot``: ``test``, frozen)."""
@@ -245,7 +231,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
             return ((critic.apply(p, obs, tids)[..., 0] - targets) ** 2).mean(1)
 
         k_pc, sub = jax.random.split(k_pc)
-        value_loss, grads = _grad(critic_loss, learner.critic, config.pcgrad, sub)
+        value_loss, grads = nets.task_grad(critic_loss, learner.critic, config.pcgrad, sub)
         c_opt = _optimizer(config.lr_critic, learner.critic, frozen)
         upd, critic_opt = c_opt.update(grads, learner.critic_opt, learner.critic)
         critic_params = optax.apply_updates(learner.critic, upd)
@@ -263,7 +249,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
             def loss_fn(p):
                 return _policy_losses(config, actor, p, *args)[0]
 
-            loss, grads = _grad(loss_fn, params, config.pcgrad, sub)
+            loss, grads = nets.task_grad(loss_fn, params, config.pcgrad, sub)
             upd, opt_state = a_opt.update(grads, opt_state, params)
             return (optax.apply_updates(params, upd), opt_state, key), loss
 
@@ -440,7 +426,7 @@ def load(path: Path, suite: Suite) -> PPOPolicy:
 
 def _spec(agent_id: str, network: nets.Kind, pcgrad: bool, description: str) -> AgentSpec:
     return AgentSpec(agent_id, Config, _presets(network, pcgrad), train, load, description,
-                     adapt=adapt)  # fmt: skip
+                     adapt=adapt, action_spaces=("discrete",))  # fmt: skip
 
 
 MTPPO = _spec("mtppo", "mtppo", False, "MOORE's MTPPO: shared CNN, per-task heads (JAX)")

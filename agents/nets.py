@@ -14,7 +14,8 @@ written here from their description, not copied:
 - **Gram-Schmidt** over each sample's k expert vectors, in expert order (expert 1 is only
   normalised), classical form (each vector minus its projections on the basis so far). Deviation:
   ``/ (norm + eps)`` with eps = 1e-8 (the JAX port's value) instead of ``/ norm``, so a
-  degenerate sample gives finite outputs instead of NaN.
+  degenerate sample gives finite outputs instead of NaN, and a norm whose gradient at a zero
+  vector is 0 instead of NaN (same forward values up to rounding).
 - **Mixing**: unconstrained task weights w_c (no bias, no softmax), r = tanh(sum_j w_cj v_j).
 - **Heads**: one per task, Linear(1024->128) -> tanh -> Linear(128->out).
 - **PCGrad**: every task's gradient is projected, in a random order of all task gradients (its
@@ -30,6 +31,11 @@ Layout: inputs are *grouped by task*: ``obs`` is ``(G, n, 7, 7, 3)`` with one ta
 ``task_ids: (G,)``. Training batches are stratified (n samples of each task), so per-task heads
 are one batched matmul with no wasted FLOPs; arbitrary batches use ``G = B, n = 1``.
 
+``SACNet`` is the state-input family of the SAC agents (``mtsac.py``): MTSAC's one-hot MLP, the
+multi-head MLP, and MOORE's / MoE's MLP experts, with Meta-World+'s initialisers (its JAX port,
+``rainx0r/metaworld-algorithms``: He-uniform hidden layers, zero biases, heads U(+-1e-3) for
+the actor and U(+-3e-3) for critics).
+
 Convolutions are written as im2col matmuls (``conv2x2``): XLA's CPU convolution is slow for 2x2
 kernels on 7x7 inputs (``benchmarks/train_throughput.py`` measures both); ``conv2x2_xla`` is the
 ``lax.conv`` reference the tests compare against.
@@ -38,11 +44,12 @@ kernels on 7x7 inputs (``benchmarks/train_throughput.py`` measures both); ``conv
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 Kind = Literal["mtppo", "moe", "moore"]
 CHANNELS = (16, 32, 64)
@@ -131,8 +138,16 @@ def gram_schmidt(u: jax.Array, eps: float = 1e-8) -> jax.Array:
         v = u[..., i, :]
         for e in basis:  # classical GS: project the original vector on each basis vector
             v = v - jnp.sum(u[..., i, :] * e, axis=-1, keepdims=True) * e
-        basis.append(v / (jnp.linalg.norm(v, axis=-1, keepdims=True) + eps))
+        basis.append(v / (_safe_norm(v) + eps))
     return jnp.stack(basis, axis=-2)
+
+
+def _safe_norm(v: jax.Array) -> jax.Array:
+    """``jnp.linalg.norm(v, axis=-1, keepdims=True)`` with a zero (not NaN) gradient at v = 0,
+    which ReLU experts do produce (an all-zero input meets zero-initialised biases)."""
+    sq = jnp.sum(v * v, axis=-1, keepdims=True)
+    nonzero = sq > 0
+    return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
 
 
 class MultiTaskNet(nn.Module):
@@ -182,6 +197,69 @@ class MultiTaskNet(nn.Module):
         return jnp.einsum("gnh,gho->gno", h, w2[task_ids]) + b2[task_ids][:, None]
 
 
+SACKind = Literal["mtsac", "mh", "moe", "moore"]
+
+
+class SACNet(nn.Module):
+    """A SAC actor or critic on vector inputs, grouped like ``MultiTaskNet``: ``x (G, n, D)``,
+    ``slots (G,)`` -> ``(G, n, out)``. ``mtsac``: MLP on ``x`` + one-hot, one output layer;
+    ``mh``: the same trunk (ReLU after every layer) and one head per task; ``moe`` / ``moore``:
+    k MLP experts on ``x`` alone (last layer linear), [Gram-Schmidt,] task-linear mixing (no
+    bias), tanh, one head per task (MOORE's ``networks_sac.py``)."""
+
+    kind: SACKind
+    n_experts: int
+    num_slots: int
+    out: int
+    widths: tuple[int, ...] = (400, 400, 400)
+    head_scale: float = 1e-3
+    eps: float = 1e-8
+
+    @nn.compact
+    def __call__(self, x: jax.Array, slots: jax.Array) -> jax.Array:
+        g, n, _ = x.shape
+        hidden, zeros = nn.initializers.he_uniform(), nn.initializers.zeros
+        head = symmetric_uniform(self.head_scale)
+        if self.kind in ("mtsac", "mh"):
+            onehot = jax.nn.one_hot(slots, self.num_slots, dtype=x.dtype)
+            h = jnp.concatenate([x, jnp.broadcast_to(onehot[:, None], (g, n, self.num_slots))], -1)
+            for i, width in enumerate(self.widths):
+                h = nn.relu(nn.Dense(width, kernel_init=hidden, name=f"trunk{i}")(h))
+            if self.kind == "mtsac":
+                return nn.Dense(self.out, kernel_init=head, name="out")(h)
+            z = h
+        else:
+            k, h = self.n_experts, x.reshape(g * n, x.shape[-1])
+            for i, width in enumerate(self.widths):
+                w = self.param(f"experts_w{i}", stacked(hidden, k), (h.shape[-1], width))
+                b = self.param(f"experts_b{i}", zeros, (k, width))
+                h = (h @ w if i == 0 else jnp.einsum("knd,kdw->knw", h, w)) + b[:, None]
+                h = nn.relu(h) if i < len(self.widths) - 1 else h
+            u = jnp.moveaxis(h.reshape(k, g, n, -1), 0, 2)  # (G, n, k, d)
+            if self.kind == "moore":
+                u = gram_schmidt(u, self.eps)
+            weights = self.param("task_weights", hidden, (self.num_slots, k))
+            z = jnp.tanh(jnp.einsum("gk,gnkd->gnd", weights[slots], u))
+        w = self.param("head_w", stacked(head, self.num_slots), (z.shape[-1], self.out))
+        b = self.param("head_b", zeros, (self.num_slots, self.out))
+        return jnp.einsum("gnd,gdo->gno", z, w[slots]) + b[slots][:, None]
+
+
+def symmetric_uniform(scale: float) -> Callable[..., jax.Array]:
+    """U(-scale, scale), the classic SAC output-layer init."""
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+        key, shape, dtype, -scale, scale
+    )
+
+
+def stacked(init: Callable[..., jax.Array], k: int) -> Callable[..., jax.Array]:
+    """``k`` independent draws of ``init`` stacked on a new leading axis (one per expert / task),
+    so each gets the fan-in of a single matrix."""
+    return lambda key, shape, dtype=jnp.float32: jax.vmap(lambda kk: init(kk, shape, dtype))(
+        jax.random.split(key, k)
+    )
+
+
 def is_head(path: tuple, _leaf: object = None) -> bool:
     """Per-task head parameters (PCGrad sums these; everything else is shared)."""
     return any(str(getattr(p, "key", p)).startswith("head_") for p in path)
@@ -205,3 +283,17 @@ def pcgrad(grads: jax.Array, key: jax.Array, head_mask: jax.Array) -> jax.Array:
 
     projected = jax.vmap(project)(grads, orders)
     return jnp.where(head_mask, projected.sum(0), projected.mean(0))
+
+
+def task_grad(loss_fn: Callable[[Any], jax.Array], params: Any, use_pcgrad: bool,
+              key: jax.Array) -> tuple[jax.Array, Any]:  # fmt: skip
+    """``(mean loss, gradient)`` of the per-task losses ``loss_fn(params) -> (T,)``: the
+    gradient of their mean, or with ``use_pcgrad`` the PCGrad combination of per-task gradients
+    (shared parameters: mean; per-task heads, ``is_head``: sum)."""
+    if not use_pcgrad:
+        return jax.value_and_grad(lambda p: loss_fn(p).mean())(params)
+    per_task, losses = jax.jacrev(lambda p: (loss_fn(p),) * 2, has_aux=True)(params)
+    unravel = ravel_pytree(params)[1]
+    grads = jax.vmap(lambda g: ravel_pytree(g)[0])(per_task)  # (T, P)
+    heads = jax.tree_util.tree_map_with_path(lambda p, x: jnp.full(x.shape, is_head(p)), params)
+    return losses.mean(), unravel(pcgrad(grads, key, ravel_pytree(heads)[0] > 0))

@@ -55,7 +55,7 @@ def run_keys(seed: int, num_envs: int) -> tuple[jax.Array, jax.Array]:
     return jax.random.key(seed), env_keys(seed, num_envs)
 
 
-def _episode_stats(ep_return, ep_success, rewards, dones, success, xp=jnp):
+def episode_stats(ep_return, ep_success, rewards, dones, success, xp=jnp):
     """Per-env ``(ep_return, ep_success, stats)`` after one step (``xp``: jnp or np)."""
     ep_return, ep_success = ep_return + rewards, ep_success | success
     stats = xp.stack([xp.where(dones, ep_return, 0.0), dones, dones & ep_success], -1)
@@ -97,7 +97,7 @@ def jax_rollout(env: JaxSuiteEnv, policy_step: PolicyStep, params: Any, key: jax
         obs, final = out.obs.astype(env.obs_dtype), out.final_obs.astype(env.obs_dtype)
         next_obs = jnp.where(dones.reshape(-1, *[1] * (obs.ndim - 1)), final, obs)
         rewards = out.rewards.astype(jnp.float32)
-        ep_return, ep_success, stats = _episode_stats(
+        ep_return, ep_success, stats = episode_stats(
             carry.ep_return, carry.ep_success, rewards, dones, out.success
         )
         row = Batch(carry.obs, actions, rewards, out.terminated, dones, next_obs)
@@ -122,7 +122,7 @@ def python_rollout(venv: Any, policy_step: PolicyStep, params: Any, key: jax.Arr
         next_obs = obs.copy()
         for i in np.flatnonzero(dones):
             next_obs[i] = info["final_obs"][i]
-        carry["ep_return"], carry["ep_success"], row_stats = _episode_stats(
+        carry["ep_return"], carry["ep_success"], row_stats = episode_stats(
             carry["ep_return"], carry["ep_success"], rewards, dones, info["success"], xp=np
         )
         stats += row_stats

@@ -35,6 +35,7 @@ SUITES: dict[str, str] = {
     "minigrid/mt7-v1": "mtrl_bench.envs.minigrid:MT7",
     "toy/bandit-v1": "mtrl_bench.envs.toy:BANDIT",
     "toy/goal-line-v1": "mtrl_bench.envs.toy:GOAL_LINE",
+    "toy/reach-1d-v1": "mtrl_bench.envs.toy:REACH_1D",
 }
 
 #: Meta-World v3 task names in upstream order (``metaworld.env_dict.ALL_V3_ENVIRONMENTS``);
@@ -73,9 +74,14 @@ AGENTS: dict[str, str] = {
     "metaworld-expert": "mtrl_bench.baselines.metaworld_experts:SPEC",
     "moe": "mtrl_bench.agents.mtppo:MOE",
     "moe-pcgrad": "mtrl_bench.agents.mtppo:MOE_PCGRAD",
+    "moe-sac": "mtrl_bench.agents.mtsac:MOESAC",
     "moore": "mtrl_bench.agents.mtppo:MOORE",
+    "moore-sac": "mtrl_bench.agents.mtsac:MOORESAC",
+    "mtmh-sac": "mtrl_bench.agents.mtsac:MTMHSAC",
     "mtppo": "mtrl_bench.agents.mtppo:MTPPO",
     "mtppo-pcgrad": "mtrl_bench.agents.mtppo:MTPPO_PCGRAD",
+    "mtsac": "mtrl_bench.agents.mtsac:MTSAC",
+    "pcgrad-sac": "mtrl_bench.agents.mtsac:PCGRADSAC",
     "random": "mtrl_bench.baselines.random_policy:SPEC",
     "sb3-ppo": "mtrl_bench.baselines.sb3:PPO_SHARED",
     "sb3-ppo-independent": "mtrl_bench.baselines.sb3:PPO_INDEPENDENT",

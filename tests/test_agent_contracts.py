@@ -19,6 +19,11 @@ def preset(spec: AgentSpec) -> str:
 CONTRACT_SUITES = {"metaworld-expert": "metaworld/mt1-reach-v1"}
 
 
+def toy_suite(spec: AgentSpec) -> str:
+    """The toy suite of the agent's action space: a discrete corridor or a continuous reach."""
+    return "toy/goal-line-v1" if "discrete" in spec.action_spaces else "toy/reach-1d-v1"
+
+
 @pytest.mark.parametrize("agent_id", AGENTS)
 def test_spec_shape(agent_id):
     spec = get_agent(agent_id)
@@ -31,7 +36,7 @@ def test_spec_shape(agent_id):
 @pytest.mark.parametrize("agent_id", AGENTS)
 def test_train_act_save_load_same_actions(agent_id, tmp_path):
     spec = get_agent(agent_id)
-    suite = get_suite(CONTRACT_SUITES.get(agent_id, "toy/goal-line-v1"))
+    suite = get_suite(CONTRACT_SUITES.get(agent_id) or toy_suite(spec))
     cfg = RunConfig(suite=suite.id, agent=agent_id, preset=preset(spec), steps=512,
                     eval_episodes=2)  # fmt: skip
     run_dir = RunDir(tmp_path, suite.id, agent_id, 0)
