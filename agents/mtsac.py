@@ -201,7 +201,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
         a = actor.init(k_a, obs, group_slots)
         c = jax.vmap(lambda kk: critic.init(kk, jnp.zeros((len(task_ids), 1, obs_dim + act_dim)),
                                             group_slots))(jax.random.split(k_c))  # fmt: skip
-        log_alpha = jnp.full(common["num_slots"], jnp.log(config.initial_alpha))
+        log_alpha = jnp.full(common["num_slots"], np.log(config.initial_alpha), jnp.float32)
         a_opt = _optimizer(config.lr_actor, config.max_grad_norm, a, frozen).init(a)
         c_opt = _optimizer(config.lr_critic, config.max_grad_norm, c, frozen).init(c)
         alpha_opt = optax.adam(config.lr_alpha).init(log_alpha)
