@@ -44,8 +44,9 @@ class Phase:
 
 
 PHASES = {
-    "mt1-reach": Phase("mt1-reach", "metaworld/mt1-reach-v1", ("mtsac", "moore-sac"), 30_000,
-                       (0, 1, 2)),  # fmt: skip
+    "mt1-reach": Phase(
+        "mt1-reach", "metaworld/mt1-reach-v1", ("mtsac", "moore-sac"), 30_000, (0, 1, 2)
+    ),  # fmt: skip
 }
 
 
@@ -54,7 +55,8 @@ def _run(item: tuple[Phase, str, int]) -> str:
 
     phase, agent, seed = item
     cfg = RunConfig(suite=phase.suite, agent=agent, seed=seed, steps=phase.steps, preset="paper",
-                    protocols=("mt", "zero_shot"), eval_episodes=50, deterministic_eval=True)  # fmt: skip
+                    protocols=("mt", "zero_shot"), eval_episodes=50,
+                    deterministic_eval=True)  # fmt: skip
     return str(run(cfg, OUT / "runs", progress=False).path)
 
 
