@@ -16,13 +16,19 @@ Protocols are small named functions; their name and version go into every record
 - ``few_shot`` (v1): the agent first adapts on the ``test`` tasks within a fixed budget of env
   steps (``RunConfig.few_shot_steps``, recorded), with its own ``AgentSpec.adapt``, then is
   evaluated there. The runner does the adaptation; agents without ``adapt`` are refused.
+- ``meta_test`` (v1): Meta-World's ML10 / ML45 protocol for held-out tasks: for every ``test``
+  task and each of its held-out goals (``Suite.options["goals_per_task"]["test"]``, 40), the
+  trained policy adapts on that task pinned to that goal (``pin_goal``) within
+  ``RunConfig.few_shot_steps`` env steps, then plays ``META_TEST_EPISODES`` = 3 evaluation
+  episodes there; a task's result averages its goals. ``RunConfig.meta_test_goals`` /
+  ``meta_test_tasks`` take the first N goals / test tasks for a cheaper, recorded evaluation.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -132,6 +138,8 @@ class Protocol:
     run: Callable[..., EvalResult]
     adapts: bool = False
     """The runner adapts the policy on ``split`` (``AgentSpec.adapt``) before ``run``."""
+    per_goal: bool = False
+    """Adapt and evaluate once per (held-out task, goal) (``meta_test``)."""
 
 
 def mt(policy: Policy, suite: Suite, episodes_per_task: int, seed: int, **kw) -> EvalResult:
@@ -148,7 +156,29 @@ PROTOCOLS: dict[str, Protocol] = {
     "mt": Protocol("mt", 1, "train", mt),
     "zero_shot": Protocol("zero_shot", 1, "test", zero_shot),
     "few_shot": Protocol("few_shot", 1, "test", zero_shot, adapts=True),
+    "meta_test": Protocol("meta_test", 1, "test", zero_shot, adapts=True, per_goal=True),
 }
+META_TEST_EPISODES = 3
+"""Evaluation episodes per goal after adaptation (Meta-World's ML protocol)."""
+
+
+def pin_goal(suite: Suite, task_index: int, goal: int) -> Suite:
+    """``suite`` with task ``task_index`` pinned to one goal (task kwarg ``goal_index``) and a
+    ``test`` split of that task alone."""
+    tasks = list(suite.tasks)
+    task = tasks[task_index]
+    tasks[task_index] = replace(task, kwargs=(*task.kwargs, ("goal_index", goal)))
+    return replace(suite, tasks=tuple(tasks), splits={**suite.splits, "test": (task_index,)})
+
+
+def goal_average(suite: Suite, per_goal: list[TaskResult]) -> TaskResult:
+    """One task's ``meta_test`` result: the mean over its goals."""
+    task = suite.tasks[per_goal[0].task_index]
+    success = float(np.mean([r.success for r in per_goal]))
+    mean_return = float(np.mean([r.mean_return for r in per_goal]))
+    score = success if suite.options.get("score") == "success" else task.normalize(mean_return)
+    episodes = sum(r.episodes for r in per_goal)
+    return TaskResult(task.name, task.index, episodes, success, mean_return, score)
 
 
 def get_protocol(name: str) -> Protocol:

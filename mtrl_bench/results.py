@@ -170,6 +170,14 @@ class RunDir:
     def mark_done(self) -> None:
         atomic_write_text(self.path / "DONE", now() + "\n")
 
+    def sub(self, *parts: str) -> RunDir:
+        """A directory nested in this run for one part of an evaluation (its own metrics and
+        checkpoints; ``meta_test`` uses one per goal)."""
+        sub = object.__new__(RunDir)
+        sub.path = self.path.joinpath(*parts)
+        sub.path.mkdir(parents=True, exist_ok=True)
+        return sub
+
 
 def collect_eval_records(roots: Iterable[Path]) -> list[dict[str, Any]]:
     """All evaluation records under the given run roots (or single run directories)."""

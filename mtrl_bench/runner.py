@@ -9,7 +9,9 @@ local by default; ``jobs > 1`` uses a process pool with one BLAS/torch thread pe
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -19,11 +21,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from mtrl_bench import evaluation as ev
 from mtrl_bench.errors import UsageError, require_positive
 from mtrl_bench.evaluation import EvalResult, get_protocol
 from mtrl_bench.registry import get_agent, get_suite
 from mtrl_bench.results import SCHEMA_VERSION, RunDir, config_hash, now, provenance
-from mtrl_bench.types import Policy
+from mtrl_bench.results import atomic_write_json as write_json
+from mtrl_bench.types import AgentSpec, Policy, Suite
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,12 @@ class RunConfig:
     deterministic_eval: bool = False
     """Evaluate the greedy policy instead of sampling (MOORE's MiniGrid evaluation samples)."""
     few_shot_steps: int = 100_000
-    """``few_shot`` protocol: adaptation budget in env steps over all held-out tasks."""
+    """Adaptation budget in env steps: ``few_shot``, over all held-out tasks; ``meta_test``,
+    per (held-out task, goal)."""
+    meta_test_goals: int = 40
+    """``meta_test``: held-out goals per test task (the official 40; fewer is cheaper)."""
+    meta_test_tasks: int = 0
+    """``meta_test``: only the first N test tasks (0: all)."""
 
 
 def resolve(cfg: RunConfig) -> dict[str, Any]:
@@ -65,6 +74,15 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
         if protocol.adapts and spec.adapt is None:
             raise UsageError(f"agent {cfg.agent} cannot adapt, so it has no {name} protocol")
     config = asdict(cfg)
+    if not any(get_protocol(name).per_goal for name in cfg.protocols):
+        del config["meta_test_goals"], config["meta_test_tasks"]  # as few_shot_steps below
+    elif "test" not in dict(suite.options.get("goals_per_task", {})):
+        raise UsageError(f"suite {suite.id} has no held-out goals; meta_test needs a Meta-World "
+                         "suite (e.g. metaworld/ml10-v1)")  # fmt: skip
+    else:
+        require_positive("meta_test_goals", cfg.meta_test_goals)
+        if cfg.meta_test_tasks < 0:
+            raise UsageError(f"meta_test_tasks must be >= 0 (0: all), got {cfg.meta_test_tasks}")
     if not any(get_protocol(name).adapts for name in cfg.protocols):
         del config["few_shot_steps"]  # only recorded where it matters (keeps older run configs)
     else:
@@ -87,6 +105,7 @@ def eval_records(result: EvalResult, protocol: str, config: dict[str, Any]) -> l
             "config_hash": config_hash(config), "seed": config["seed"],
             "env_steps": config["steps"],
             **({"adapt_steps": config["few_shot_steps"]} if proto.adapts else {}),
+            **({"goals": config["meta_test_goals"]} if proto.per_goal else {}),
             "episodes": t.episodes, "success": t.success,
             "return": t.mean_return, "score": t.score,
             "deterministic_eval": config["deterministic_eval"],
@@ -113,6 +132,10 @@ def run(cfg: RunConfig, runs_dir: Path = Path("runs"), *, progress: bool = True)
         if name in have:
             continue
         protocol, evaluated = get_protocol(name), policy
+        if protocol.per_goal:
+            result = _meta_test(spec, policy, suite, cfg, run_dir, progress)
+            run_dir.append_eval(eval_records(result, name, config))
+            continue
         if protocol.adapts:  # resumes from its own checkpoints, like training
             evaluated = spec.adapt(policy, suite, protocol.split, cfg.few_shot_steps, cfg.seed,
                                    run_dir, progress)  # fmt: skip
@@ -123,6 +146,36 @@ def run(cfg: RunConfig, runs_dir: Path = Path("runs"), *, progress: bool = True)
         run_dir.append_eval(eval_records(result, name, config))
     run_dir.mark_done()
     return run_dir
+
+
+def _meta_test(spec: AgentSpec, policy: Policy, suite: Suite, cfg: RunConfig, run_dir: RunDir,
+               progress: bool) -> EvalResult:  # fmt: skip
+    """The ``meta_test`` protocol (``evaluation``): adapt and evaluate per (test task, goal).
+    Finished goals are kept in ``meta_test.json``, so a rerun resumes at the goal it was in (from
+    that goal's adaptation checkpoints, which are removed once its result is recorded)."""
+    goals = min(dict(suite.options["goals_per_task"])["test"], cfg.meta_test_goals)
+    tasks = suite.splits["test"][: cfg.meta_test_tasks or None]
+    state_path = run_dir.path / "meta_test.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    bar = tqdm(total=len(tasks) * goals, desc=f"meta_test {suite.id}", disable=not progress)
+    results = []
+    for t in tasks:
+        for g in range(goals):
+            if (key := f"{t}/{g}") not in state:
+                pinned, sub = ev.pin_goal(suite, t, g), run_dir.sub("meta_test", f"task{t}-goal{g}")
+                adapted = spec.adapt(policy, pinned, "test", cfg.few_shot_steps, cfg.seed, sub,
+                                     False)  # fmt: skip
+                result = ev.evaluate(adapted, pinned, "test", ev.META_TEST_EPISODES, cfg.seed,
+                                     envs_per_task=1,
+                                     deterministic=cfg.deterministic_eval)  # fmt: skip
+                state[key] = asdict(result.tasks[0])
+                write_json(state_path, state)
+                shutil.rmtree(sub.ckpt_dir, ignore_errors=True)
+            bar.update(1)
+        per_goal = [ev.TaskResult(**state[f"{t}/{g}"]) for g in range(goals)]
+        results.append(ev.goal_average(suite, per_goal))
+    bar.close()
+    return EvalResult(suite.id, "test", tuple(results))
 
 
 def _worker_init() -> None:

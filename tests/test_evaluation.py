@@ -1,5 +1,7 @@
 """The evaluation harness: exact episode counts, success at any step, normalised scores."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -113,5 +115,42 @@ def test_bad_input():
 
 def test_protocols_name_their_split_and_version():
     assert {n: (p.split, p.version, p.adapts) for n, p in PROTOCOLS.items()} == {
-        "mt": ("train", 1, False), "zero_shot": ("test", 1, False), "few_shot": ("test", 1, True)
+        "mt": ("train", 1, False),
+        "zero_shot": ("test", 1, False),
+        "few_shot": ("test", 1, True),
     }
+
+
+def test_meta_test_adapts_and_evaluates_per_goal_and_resumes(tmp_path):
+    """Meta-World's ML protocol on a real ML10 suite: per (test task, goal) adapt, then 3
+    episodes; the first test task and 2 goals keep it cheap. A rerun reuses finished goals."""
+    from mtrl_bench.evaluation import META_TEST_EPISODES, pin_goal
+    from mtrl_bench.runner import RunConfig, run
+
+    cfg = RunConfig(suite="metaworld/ml10-v1", agent="mtsac", preset="ci", steps=100,
+                    protocols=("meta_test",), eval_episodes=1, few_shot_steps=60,
+                    meta_test_goals=2, meta_test_tasks=1, deterministic_eval=True)  # fmt: skip
+    run_dir = run(cfg, tmp_path, progress=False)
+    records = run_dir.read_eval()
+    assert [r["protocol"] for r in records] == ["meta_test"]
+    (rec,) = records
+    assert rec["task"] == "drawer-open-v3" and rec["episodes"] == 2 * META_TEST_EPISODES
+    assert rec["adapt_steps"] == 60 and rec["goals"] == 2 and 0 <= rec["success"] <= 1
+    state = json.loads((run_dir.path / "meta_test.json").read_text())
+    assert sorted(state) == ["10/0", "10/1"]
+    assert not list(run_dir.path.glob("meta_test/*/ckpt/*")), "finished goals drop checkpoints"
+    metrics = list(run_dir.path.glob("meta_test/task10-goal*/metrics.jsonl"))
+    assert len(metrics) == 2  # each goal adapted in its own directory
+    # pinning: task 10's env plays goal 1 on every reset
+    pinned = pin_goal(get_suite("metaworld/ml10-v1"), 10, 1)
+    assert pinned.splits["test"] == (10,) and ("goal_index", 1) in pinned.tasks[10].kwargs
+
+
+def test_meta_test_refuses_suites_without_held_out_goals(tmp_path):
+    from mtrl_bench.runner import RunConfig, resolve
+
+    with pytest.raises(UsageError, match="no held-out goals"):
+        resolve(RunConfig(suite="toy/reach-1d-v1", agent="mtsac", protocols=("meta_test",)))
+    with pytest.raises(UsageError, match="meta_test_goals"):
+        resolve(RunConfig(suite="metaworld/ml10-v1", agent="mtsac", protocols=("meta_test",),
+                          meta_test_goals=0))  # fmt: skip
