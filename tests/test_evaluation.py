@@ -114,10 +114,11 @@ def test_bad_input():
 
 
 def test_protocols_name_their_split_and_version():
-    assert {n: (p.split, p.version, p.adapts) for n, p in PROTOCOLS.items()} == {
-        "mt": ("train", 1, False),
-        "zero_shot": ("test", 1, False),
-        "few_shot": ("test", 1, True),
+    assert {n: (p.split, p.version, p.adapts, p.per_goal) for n, p in PROTOCOLS.items()} == {
+        "mt": ("train", 1, False, False),
+        "zero_shot": ("test", 1, False, False),
+        "few_shot": ("test", 1, True, False),
+        "meta_test": ("test", 1, True, True),
     }
 
 
