@@ -112,9 +112,6 @@ ML45 = {
 }  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------- goals
-
-
 def generate_goals(name: str, seed: int, n: int = 50) -> np.ndarray:
     """Upstream ``_make_tasks`` for one class: ``n`` random vectors drawn by ``n`` resets under
     the seeded global ``np.random`` (its state is restored afterwards)."""
@@ -168,9 +165,6 @@ def task_goals(name: str, goal_set: str) -> np.ndarray:
     goals = _goal_file()[f"{name}/{goal_set}"]
     goals.setflags(write=False)
     return goals
-
-
-# --------------------------------------------------------------------------------------- env
 
 
 class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -241,9 +235,6 @@ def make_env(task: Task, suite: Suite) -> gym.Env:
         env, task_goals(task.name, kwargs["goal_set"]),
         goal_observable=suite.options["goal_observable"], goal_index=kwargs.get("goal_index"),
     )  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------ suites
 
 
 def _suite(name: str, train: tuple[str, ...], test: tuple[str, ...], *, observable: bool,
