@@ -263,9 +263,10 @@ def test_expert_refuses_ml_suites():
         ExpertPolicy(get_suite("toy/goal-line-v1"))
 
 
-def _check_experts(suite_id: str, episodes: int) -> None:
+def _check_experts(suite_id: str, episodes: int, envs_per_task: int) -> None:
     suite = get_suite(suite_id)
-    result = evaluate(ExpertPolicy(suite), suite, "train", episodes, seed=0, envs_per_task=5)
+    result = evaluate(ExpertPolicy(suite), suite, "train", episodes, seed=0,
+                      envs_per_task=envs_per_task)  # fmt: skip
     for t in result.tasks:
         assert t.score == t.success  # Meta-World suites score by success rate
     low = {t.task: t.success for t in result.tasks if t.success < 0.8}
@@ -273,10 +274,14 @@ def _check_experts(suite_id: str, episodes: int) -> None:
 
 
 def test_experts_solve_mt10():
-    """10 episodes per task (2 per env, 5 envs per task): all of MT10 in ~40 s on 2 cores."""
-    _check_experts("metaworld/mt10-v1", episodes=10)
+    """A quick check: 10 episodes per task (2 per env, 5 envs per task, so 10 of the 50 goals
+    each), all of MT10 in ~40 s on 2 cores. The slow test below is the official protocol."""
+    _check_experts("metaworld/mt10-v1", episodes=10, envs_per_task=5)
 
 
 @pytest.mark.slow
 def test_experts_solve_mt50():
-    _check_experts("metaworld/mt50-v1", episodes=10)
+    """Meta-World's MT evaluation: one env per task, 50 episodes = each training goal once.
+    (With several envs per task each env cycles its own goal order, so some goals repeat and
+    others are missed: peg-insert-side and soccer then fall to 74 % and 78 % on seed 0.)"""
+    _check_experts("metaworld/mt50-v1", episodes=50, envs_per_task=1)
