@@ -53,3 +53,14 @@ def load_tree(path: Path, template: Any) -> tuple[Any, dict[str, Any]] | None:
                              "directory")  # fmt: skip
         out.append(jnp.asarray(x, like.dtype))
     return jax.tree.unflatten(treedef, out), json.loads((path / "state.json").read_text())
+
+
+def saved_config(path: Path, suite_id: str, tuple_fields: tuple[str, ...]) -> dict[str, Any]:
+    """The run directory's saved config (``config.json``) with its agent config's list fields
+    ``tuple_fields`` as tuples; refuses a run trained on another suite."""
+    saved = json.loads((Path(path) / "config.json").read_text())
+    if saved["suite"] != suite_id:
+        raise UsageError(f"{path} was trained on {saved['suite']}, not {suite_id}")
+    fields = saved["agent_config"]
+    saved["agent_config"] = {**fields, **{k: tuple(fields[k]) for k in tuple_fields}}
+    return saved

@@ -51,7 +51,6 @@ Adam states, for the protocol's budget. Evaluation samples the policy (MOORE's p
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,7 +62,7 @@ import numpy as np
 import optax
 from mtrl_bench.agents import nets
 from mtrl_bench.agents import rollout as ro
-from mtrl_bench.agents.checkpoint import load_tree, save_tree
+from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
 from tqdm.auto import tqdm
 
 from mtrl_bench.errors import UsageError
@@ -408,11 +407,8 @@ def adapt(policy: PPOPolicy, suite: Suite, split: str, steps: int, seed: int, ru
 
 def load(path: Path, suite: Suite) -> PPOPolicy:
     """The trained policy of the run directory ``path`` (its ``ckpt/``)."""
-    saved = json.loads((Path(path) / "config.json").read_text())
-    if saved["suite"] != suite.id:
-        raise UsageError(f"{path} was trained on {saved['suite']}, not {suite.id}")
-    fields = saved["agent_config"]
-    config = Config(**{**fields, "mlp_widths": tuple(fields["mlp_widths"])})
+    saved = saved_config(path, suite.id, ("mlp_widths",))
+    config = Config(**saved["agent_config"])
     algo = build(config, suite)
     learner = algo.init(jax.random.key(saved["seed"]))
     template: Any = learner

@@ -57,7 +57,6 @@ held-out split with a fresh buffer and fresh optimisers, experts frozen for ``mo
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,7 +69,7 @@ import numpy as np
 import optax
 from mtrl_bench.agents import nets
 from mtrl_bench.agents import rollout as ro
-from mtrl_bench.agents.checkpoint import load_tree, save_tree
+from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
 from mtrl_bench.agents.replay import TaskReplay
 from tqdm.auto import tqdm
 
@@ -415,11 +414,8 @@ def adapt(policy: SACPolicy, suite: Suite, split: str, steps: int, seed: int, ru
 
 
 def load(path: Path, suite: Suite) -> SACPolicy:
-    saved = json.loads((Path(path) / "config.json").read_text())
-    if saved["suite"] != suite.id:
-        raise UsageError(f"{path} was trained on {saved['suite']}, not {suite.id}")
-    fields = saved["agent_config"]
-    config = Config(**{**fields, "widths": tuple(fields["widths"])})
+    saved = saved_config(path, suite.id, ("widths",))
+    config = Config(**saved["agent_config"])
     algo = build(config, suite)
     hit = load_tree(Path(path) / "ckpt", algo.init(jax.random.key(saved["seed"])))
     if hit is None:

@@ -24,16 +24,14 @@ et al. 2025) are written into every record (``env_steps`` is the total over task
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "results" / "minigrid"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sweep  # noqa: E402
+
+OUT = sweep.ROOT / "results" / "minigrid"
 AGENTS = ("moore", "moe", "mtppo")
 
 
@@ -65,15 +63,10 @@ PHASES = {
 FEW_SHOT_STEPS_PER_TASK = 40_000  # 10 % of the paper's training budget per held-out task
 
 
-def _worker_init() -> None:
-    # One XLA / BLAS thread per worker: two single-threaded runs beat one two-threaded run here.
-    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    os.environ["OMP_NUM_THREADS"] = "1"
-
-
-def _run(phase: Phase, agent: str, seed: int) -> str:
+def _run(item: tuple[Phase, str, int]) -> str:
     from mtrl_bench.runner import RunConfig, run
 
+    phase, agent, seed = item
     cfg = RunConfig(
         suite=phase.suite, agent=agent, seed=seed, steps=phase.steps_per_task * phase.tasks,
         preset="paper", protocols=("mt", "zero_shot", "few_shot"), eval_episodes=16,
@@ -83,60 +76,9 @@ def _run(phase: Phase, agent: str, seed: int) -> str:
 
 
 def report(phase: Phase) -> None:
-    from mtrl_bench import report as rep
-    from mtrl_bench.results import collect_eval_records
-
-    runs = phase.runs
-    if not runs.exists():
-        return
-    records = [r for r in collect_eval_records([runs]) if r["agent"] in AGENTS]
-    if records:
-        result = rep.build_report(records, reps=2000, seed=0)
-        rep.write_report(result, OUT / phase.name)
-        curves(phase)
-        print(rep.to_markdown(result), flush=True)
-
-
-def curves(phase: Phase) -> None:
-    """``curves.png``: training success (episodes finished in each 10-update chunk, mean over
-    tasks) against env steps, mean over finished seeds with the min-max band."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from mtrl_bench.results import read_jsonl
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for agent in AGENTS:
-        runs = []
-        for done in sorted((phase.runs / agent).glob("*/DONE")):
-            rows = read_jsonl(done.parent / "metrics.jsonl")
-            last = {r["updates"]: r for r in rows if r["split"] == "train"}  # restarts repeat
-            runs.append([(r["env_steps"], r["success"] or 0.0) for _, r in sorted(last.items())])
-        if not runs:
-            continue
-        n = min(len(r) for r in runs)
-        steps = np.array([x for x, _ in runs[0][:n]])
-        success = np.array([[y for _, y in r[:n]] for r in runs])
-        ax.plot(steps, success.mean(0), label=f"{agent} ({len(runs)} seeds)")
-        ax.fill_between(steps, success.min(0), success.max(0), alpha=0.2)
-    budget = f"{phase.steps_per_task // 1000}k steps/task"
-    ax.set(xlabel="env steps (all tasks)", ylabel="training success",
-           title=f"{phase.suite}, {budget}: training success")  # fmt: skip
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(OUT / phase.name / "curves.png", dpi=120)
-    plt.close(fig)
-
-
-def commit(message: str) -> None:
-    """Commit ``results/minigrid`` only; a failure (say, another git process holds the index
-    lock) is reported and the sweep goes on: the next commit picks the files up."""
-    add = subprocess.run(["git", "add", str(OUT)], cwd=ROOT)
-    done = add.returncode == 0 and subprocess.run(
-        ["git", "commit", "-qm", message, "--", str(OUT)], cwd=ROOT
-    ).returncode in (0, 1)
-    if not done:
-        print(f"warning: could not commit {OUT}; the next commit will", file=sys.stderr)
+    sweep.report(phase.runs, AGENTS, OUT / phase.name)
+    title = f"{phase.suite}, {phase.steps_per_task // 1000}k steps/task: training success"
+    sweep.curves(phase.runs, AGENTS, OUT / phase.name / "curves.png", title)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,21 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.phases:
         phase = PHASES[name]
         if not args.report_only:
-            todo = [(a, s) for s in phase.seeds for a in AGENTS
+            todo = [(phase, a, s) for s in phase.seeds for a in AGENTS
                     if not (phase.runs / a / str(s) / "DONE").exists()]  # fmt: skip
-            ctx = get_context("spawn")
-            with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_worker_init) as pool:
-                futures = {pool.submit(_run, phase, a, s): (a, s) for a, s in todo}
-                for future in as_completed(futures):
-                    agent, seed = futures[future]
-                    if (error := future.exception()) is not None:  # report, keep the others going
-                        print(f"FAILED {phase.suite} {agent} seed {seed}: {error!r}", flush=True)
-                        continue
-                    print(f"done {phase.suite} {agent} seed {seed}: {future.result()}", flush=True)
-                    report(phase)
-                    if args.commit:
-                        commit(f"MiniGrid reproduction: {phase.suite} {agent} seed {seed} "
-                               f"({phase.steps_per_task} steps per task)")  # fmt: skip
+
+            def done(item: tuple[Phase, str, int], phase: Phase = phase) -> None:
+                report(phase)
+                if args.commit:
+                    budget = f"{phase.steps_per_task} steps per task"
+                    sweep.commit(OUT, f"MiniGrid reproduction: {phase.suite} {item[1]} seed "
+                                      f"{item[2]} ({budget})")  # fmt: skip
+
+            sweep.run_all(todo, _run, args.jobs, done)
         report(phase)
     return 0
 
