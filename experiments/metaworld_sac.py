@@ -18,7 +18,6 @@ tables and ``curves.png`` under ``results/metaworld/<phase>/``; ``--commit`` com
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,27 +66,19 @@ def report(phase: Phase) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES))
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
-    parser.add_argument("--commit", action="store_true", help="git-commit after every run")
-    parser.add_argument("--report-only", action="store_true")
-    args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    args = sweep.parse_args(__doc__, list(PHASES), list(PHASES), argv)
     for name in args.phases:
         phase = PHASES[name]
+
+        def done(item: tuple[Phase, str, int], phase: Phase = phase) -> None:
+            report(phase)
+            if args.commit:
+                sweep.commit(OUT, f"Meta-World SAC: {phase.suite} {item[1]} seed {item[2]} "
+                                  f"({phase.steps} steps)")  # fmt: skip
+
         if not args.report_only:
-            todo = [(phase, a, s) for s in phase.seeds for a in phase.agents
-                    if not (phase.runs / a / str(s) / "DONE").exists()]  # fmt: skip
-
-            def done(item: tuple[Phase, str, int], phase: Phase = phase) -> None:
-                report(phase)
-                if args.commit:
-                    sweep.commit(OUT, f"Meta-World SAC: {phase.suite} {item[1]} seed {item[2]} "
-                                      f"({phase.steps} steps)")  # fmt: skip
-
-            sweep.run_all(todo, _run, args.jobs, done)
+            sweep.extend(phase.runs, phase.agents, phase.seeds, lambda a, s, p=phase: (p, a, s),
+                         _run, args.jobs, done)  # fmt: skip
         report(phase)
     return 0
 

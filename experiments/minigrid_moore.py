@@ -23,7 +23,6 @@ et al. 2025) are written into every record (``env_steps`` is the total over task
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,29 +81,21 @@ def report(phase: Phase) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phases", nargs="+", choices=list(PHASES),
-                        default=["mt3", "mt5-100k", "mt7-100k", "mt5", "mt7"])  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
-    parser.add_argument("--commit", action="store_true", help="git-commit after every run")
-    parser.add_argument("--report-only", action="store_true")
-    args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    default = ["mt3", "mt5-100k", "mt7-100k", "mt5", "mt7"]
+    args = sweep.parse_args(__doc__, list(PHASES), default, argv)
     for name in args.phases:
         phase = PHASES[name]
+
+        def done(item: tuple[Phase, str, int], phase: Phase = phase) -> None:
+            report(phase)
+            if args.commit:
+                budget = f"{phase.steps_per_task} steps per task"
+                sweep.commit(OUT, f"MiniGrid reproduction: {phase.suite} {item[1]} seed "
+                                  f"{item[2]} ({budget})")  # fmt: skip
+
         if not args.report_only:
-            todo = [(phase, a, s) for s in phase.seeds for a in AGENTS
-                    if not (phase.runs / a / str(s) / "DONE").exists()]  # fmt: skip
-
-            def done(item: tuple[Phase, str, int], phase: Phase = phase) -> None:
-                report(phase)
-                if args.commit:
-                    budget = f"{phase.steps_per_task} steps per task"
-                    sweep.commit(OUT, f"MiniGrid reproduction: {phase.suite} {item[1]} seed "
-                                      f"{item[2]} ({budget})")  # fmt: skip
-
-            sweep.run_all(todo, _run, args.jobs, done)
+            sweep.extend(phase.runs, AGENTS, phase.seeds, lambda a, s, p=phase: (p, a, s), _run,
+                         args.jobs, done)  # fmt: skip
         report(phase)
     return 0
 

@@ -8,6 +8,7 @@ same session (checkpoints are git-ignored, so on a fresh clone it restarts from 
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -42,6 +43,28 @@ def run_all(todo: Sequence[Any], fn: Callable[[Any], str], jobs: int,
             on_done(item)
 
 
+def parse_args(doc: str, phases: Sequence[str], default: Sequence[str],
+               argv: list[str] | None) -> argparse.Namespace:  # fmt: skip
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--phases", nargs="+", choices=list(phases), default=list(default))
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
+    parser.add_argument("--commit", action="store_true", help="git-commit after every run")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    return args
+
+
+def extend(runs: Path, agents: Sequence[str], seeds: Sequence[int],
+           item: Callable[[str, int], Any], fn: Callable[[Any], str], jobs: int,
+           on_done: Callable[[Any], None]) -> None:  # fmt: skip
+    """Run every (agent, seed) without a ``DONE`` marker under ``runs``, seed-major (a partial
+    sweep compares the agents on the same seeds)."""
+    todo = [item(a, s) for s in seeds for a in agents if not (runs / a / str(s) / "DONE").exists()]
+    run_all(todo, fn, jobs, on_done)
+
+
 def report(runs: Path, agents: Sequence[str], out: Path) -> None:
     """Tables (Markdown, CSV, LaTeX, per task, P(X > Y)) of the finished runs under ``runs``."""
     from mtrl_bench import report as rep
@@ -65,6 +88,7 @@ def curves(runs: Path, agents: Sequence[str], path: Path, title: str) -> None:
     from mtrl_bench.results import read_jsonl
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    plotted = False
     for agent in agents:
         series = []
         for done in sorted((runs / agent).glob("*/DONE")):
@@ -78,6 +102,10 @@ def curves(runs: Path, agents: Sequence[str], path: Path, title: str) -> None:
         success = np.array([[y for _, y in s[:n]] for s in series])
         ax.plot(steps, success.mean(0), label=f"{agent} ({len(series)} seeds)")
         ax.fill_between(steps, success.min(0), success.max(0), alpha=0.2)
+        plotted = True
+    if not plotted:  # no finished run yet
+        plt.close(fig)
+        return
     ax.set(xlabel="env steps (all tasks)", ylabel="training success", title=title)
     ax.legend()
     fig.tight_layout()
