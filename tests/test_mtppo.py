@@ -72,8 +72,8 @@ def test_pcgrad_agent_uses_per_task_gradients():
     def losses(p):
         return jnp.stack([(p["w"] ** 2).sum() + p["head_w1"][0, 0], (p["w"] ** 2).sum()])
 
-    loss, plain = mtppo._grad(losses, params, False, jax.random.key(0))
-    _, pc = mtppo._grad(losses, params, True, jax.random.key(0))
+    loss, plain = nets.task_grad(losses, params, False, jax.random.key(0))
+    _, pc = nets.task_grad(losses, params, True, jax.random.key(0))
     np.testing.assert_allclose(pc["w"], plain["w"])  # shared: mean of equal gradients
     np.testing.assert_allclose(pc["head_w1"], 2 * plain["head_w1"])  # heads: sum, not mean
     assert float(loss) == pytest.approx(5.0 + 0.25)
