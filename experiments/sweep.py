@@ -4,6 +4,9 @@ rebuilt after every finished run, and an optional git commit of the results dire
 
 A run directory with ``DONE`` is skipped; an interrupted run resumes from its checkpoint in the
 same session (checkpoints are git-ignored, so on a fresh clone it restarts from scratch).
+
+Do not edit an experiment script (or this module) while its sweep runs: every phase spawns
+fresh workers, which import the script as it is on disk, not as the running parent has it.
 """
 
 from __future__ import annotations
