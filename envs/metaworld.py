@@ -11,6 +11,8 @@ compares them with ``metaworld.env_dict``):
   test classes with 40 held-out goals (the official protocol: 40 unseen goals per test task).
   Goal hidden (``_ML_OVERRIDE``: ``partially_observable=True``; the last 3 obs entries are 0).
 - ``mt1-<task>``: one task; train = its 50 training goals, test = its 40 held-out goals.
+- ``mt10-sub3``: reach, window-open, drawer-close (``SUB3``), as ``mtN``; not a benchmark, a
+  small multi-task set for learning checks at CPU budgets.
 
 Goals are fixed by the suite, never by a run's seed. A task's goals depend only on the task
 class (not on the suite it sits in), so a task has the same goals in MT1, MT10 and MT50 and
@@ -110,6 +112,9 @@ ML45 = {
               "window-close-v3"),
     "test": ("bin-picking-v3", "box-close-v3", "hand-insert-v3", "door-lock-v3", "door-unlock-v3"),
 }  # fmt: skip
+#: Not a benchmark: three MT10 tasks MTSAC learns within ~30k steps each, so that multi-task
+#: learning can be checked at the budgets a 2-core CPU can run (``experiments/metaworld_sac.py``).
+SUB3 = ("reach-v3", "window-open-v3", "drawer-close-v3")
 
 
 def generate_goals(name: str, seed: int, n: int = 50) -> np.ndarray:
@@ -269,6 +274,15 @@ def _all_suites() -> dict[str, Suite]:
             desc = f"Meta-World {name.upper()}; test: held-out classes, 40 goals each, goal hidden"
             suites.append(_suite(name, split["train"], split["test"], observable=False,
                                  variant=variant, description=desc))  # fmt: skip
+    suites.append(
+        _suite(
+            "mt10-sub3",
+            SUB3,
+            SUB3,
+            observable=True,
+            description="3 MT10 tasks SAC learns early (CPU learning checks)",
+        )
+    )
     for task in METAWORLD_TASKS:
         desc = f"Meta-World MT1 {task}; test: 40 unseen goals"
         suites.append(_suite(f"mt1-{task.removesuffix('-v3')}", (task,), (task,),

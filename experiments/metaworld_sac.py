@@ -9,7 +9,13 @@ One SAC update per vector step at Meta-World+'s network size costs ~20 ms (MTSAC
 protocol (2M steps per task) is cluster territory; these phases use the ``paper`` preset
 (Meta-World+) at small, stated budgets. Evaluation is Meta-World+'s: deterministic actions, 50
 episodes per task (one per training goal on the ``train`` split; the 40 held-out goals, some
-twice, on ``test``), success at any step.
+twice, on ``test``), success at any step; ML10 uses the ``meta_test`` protocol (3 episodes per
+goal after adaptation).
+
+Phases: ``mt1-reach`` (MTSAC, MOORE-SAC; 30k steps), ``mt10-sub3`` (reach, window-open,
+drawer-close; 30k steps per task), ``ml10-meta-test`` (MTSAC trained 100k steps on ML10's
+training tasks, then ``meta_test`` on drawer-open) and its no-pretraining control
+``ml10-meta-test-scratch``.
 
 Run directories: ``results/metaworld/runs/<suite>/<agent>/<seed>`` (checkpoints git-ignored);
 tables and ``curves.png`` under ``results/metaworld/<phase>/``; ``--commit`` commits
@@ -21,6 +27,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sweep  # noqa: E402
@@ -36,17 +43,30 @@ class Phase:
     steps: int
     """Training budget, env steps over all tasks."""
     seeds: tuple[int, ...]
+    protocols: tuple[str, ...] = ("mt", "zero_shot")
+    extra: tuple[tuple[str, Any], ...] = ()
+    """More ``RunConfig`` fields."""
+    root: str = "runs"
 
     @property
     def runs(self) -> Path:
-        return OUT / "runs" / self.suite
+        return OUT / self.root / self.suite
 
 
+# ML10 ``meta_test`` on its first test task (drawer-open), 10 of its 40 held-out goals, 5000
+# adaptation steps (10 episodes) per goal: pretrained on the ML10 training tasks vs the same
+# agent after a single vector step (no training; its own run tree), same adaptation.
+_META = (("meta_test_tasks", 1), ("meta_test_goals", 10), ("few_shot_steps", 5000))
 PHASES = {
-    "mt1-reach": Phase(
-        "mt1-reach", "metaworld/mt1-reach-v1", ("mtsac", "moore-sac"), 30_000, (0, 1, 2)
-    ),  # fmt: skip
-}
+    "mt1-reach": Phase("mt1-reach", "metaworld/mt1-reach-v1", ("mtsac", "moore-sac"), 30_000,
+                       (0, 1, 2)),
+    "mt10-sub3": Phase("mt10-sub3", "metaworld/mt10-sub3-v1", ("mtsac", "moore-sac"), 90_000,
+                       (0, 1, 2)),
+    "ml10-meta-test": Phase("ml10-meta-test", "metaworld/ml10-v1", ("mtsac",), 100_000, (0, 1, 2),
+                            ("meta_test",), _META),
+    "ml10-meta-test-scratch": Phase("ml10-meta-test-scratch", "metaworld/ml10-v1", ("mtsac",),
+                                    10, (0, 1, 2), ("meta_test",), _META, "runs-scratch"),
+}  # fmt: skip
 
 
 def _run(item: tuple[Phase, str, int]) -> str:
@@ -54,9 +74,9 @@ def _run(item: tuple[Phase, str, int]) -> str:
 
     phase, agent, seed = item
     cfg = RunConfig(suite=phase.suite, agent=agent, seed=seed, steps=phase.steps, preset="paper",
-                    protocols=("mt", "zero_shot"), eval_episodes=50,
-                    deterministic_eval=True)  # fmt: skip
-    return str(run(cfg, OUT / "runs", progress=False).path)
+                    protocols=phase.protocols, eval_episodes=50, deterministic_eval=True,
+                    **dict(phase.extra))  # fmt: skip
+    return str(run(cfg, OUT / phase.root, progress=False).path)
 
 
 def report(phase: Phase) -> None:

@@ -65,7 +65,8 @@ def metaworld_attr(suite_id: str) -> str:
 
 def _metaworld_ids() -> list[str]:
     ids = [f"metaworld/{b}{v}-v1" for v in METAWORLD_VARIANTS for b in METAWORLD_BENCHMARKS]
-    return ids + [f"metaworld/mt1-{t.removesuffix('-v3')}-v1" for t in METAWORLD_TASKS]
+    mt1 = [f"metaworld/mt1-{t.removesuffix('-v3')}-v1" for t in METAWORLD_TASKS]
+    return [*ids, *mt1, "metaworld/mt10-sub3-v1"]
 
 
 SUITES.update({i: f"mtrl_bench.envs.metaworld:{metaworld_attr(i)}" for i in _metaworld_ids()})
