@@ -17,6 +17,10 @@ drawer-close; 30k steps per task), ``ml10-meta-test`` (MTSAC trained 100k steps 
 training tasks, then ``meta_test`` on drawer-open) and its no-pretraining control
 ``ml10-meta-test-scratch``.
 
+The random reference on MT1 reach: ``mtrl train --suite metaworld/mt1-reach-v1 --agent random
+--steps 30000 --eval-episodes 50 --deterministic-eval --seeds 0 1 2 --runs-dir
+results/metaworld/runs``.
+
 Run directories: ``results/metaworld/runs/<suite>/<agent>/<seed>`` (checkpoints git-ignored);
 tables and ``curves.png`` under ``results/metaworld/<phase>/``; ``--commit`` commits
 ``results/metaworld`` after every finished run.
@@ -80,7 +84,8 @@ def _run(item: tuple[Phase, str, int]) -> str:
 
 
 def report(phase: Phase) -> None:
-    sweep.report(phase.runs, phase.agents, OUT / phase.name)
+    # ``random`` runs, where present (``mtrl train --agent random``), are the reference point.
+    sweep.report(phase.runs, (*phase.agents, "random"), OUT / phase.name)
     title = f"{phase.suite}, {phase.steps // 1000}k steps: training success"
     sweep.curves(phase.runs, phase.agents, OUT / phase.name / "curves.png", title)
 
