@@ -229,13 +229,20 @@ class SACNet(nn.Module):
                 return nn.Dense(self.out, kernel_init=head, name="out")(h)
             z = h
         else:
-            k, h = self.n_experts, x.reshape(g * n, x.shape[-1])
+            k, x2 = self.n_experts, x.reshape(g * n, x.shape[-1])
+            params, fan_in = [], x2.shape[-1]
             for i, width in enumerate(self.widths):
-                w = self.param(f"experts_w{i}", stacked(hidden, k), (h.shape[-1], width))
-                b = self.param(f"experts_b{i}", zeros, (k, width))
-                h = (h @ w if i == 0 else jnp.einsum("knd,kdw->knw", h, w)) + b[:, None]
-                h = nn.relu(h) if i < len(self.widths) - 1 else h
-            u = jnp.moveaxis(h.reshape(k, g, n, -1), 0, 2)  # (G, n, k, d)
+                params.append((self.param(f"experts_w{i}", stacked(hidden, k), (fan_in, width)),
+                               self.param(f"experts_b{i}", zeros, (k, width))))  # fmt: skip
+                fan_in = width
+            outs = []  # a Python loop over experts: plain 2-D matmuls (see CNNExperts)
+            for j in range(k):
+                h = x2
+                for i, (w, b) in enumerate(params):
+                    h = h @ w[j] + b[j]
+                    h = nn.relu(h) if i < len(params) - 1 else h
+                outs.append(h)
+            u = jnp.moveaxis(jnp.stack(outs).reshape(k, g, n, -1), 0, 2)  # (G, n, k, d)
             if self.kind == "moore":
                 u = gram_schmidt(u, self.eps)
             weights = self.param("task_weights", hidden, (self.num_slots, k))
