@@ -292,6 +292,11 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
 # Training: a Python loop over the suite's vector env (Meta-World is CPU MuJoCo).
 
 
+def to_env(algo: Algo, actions: np.ndarray) -> np.ndarray:
+    """Squashed actions in [-1, 1] -> the env's action box."""
+    return algo.low + (actions + 1) * (algo.high - algo.low) / 2
+
+
 def _chunk_seed(seed: int, chunk: int) -> int:
     """Base seed of the training envs in chunk ``chunk`` (disjoint from evaluation seeds)."""
     return (seed * 1_000_003 + chunk) % EVAL_SEED_OFFSET
@@ -326,15 +331,12 @@ def _fit(algo: Algo, suite: Suite, learner: Learner, seed: int, run_dir: RunDir,
             replay.load_state({k: data[k] for k in data.files})
         rng.bit_generator.state = meta["rng"]
     policy_step, update = jax.jit(algo.policy_step), jax.jit(algo.update, static_argnums=2)
-    scale = (algo.high - algo.low) / 2
     done = int(learner.steps)
     bar = tqdm(total=total * n_envs, initial=min(done, total) * n_envs,
                desc=f"{config.network} {suite.id} {split}", disable=not progress)  # fmt: skip
     while done < total:
-        chunk, t0 = (
-            min(config.checkpoint_every - done % config.checkpoint_every, total - done),
-            time.perf_counter(),
-        )
+        t0 = time.perf_counter()
+        chunk = min(config.checkpoint_every - done % config.checkpoint_every, total - done)
         obs, _ = venv.reset(seed=_chunk_seed(seed, done // config.checkpoint_every))
         ep_return, ep_success, stats = np.zeros(n_envs), np.zeros(n_envs, bool), 0
         key, metrics = learner.key, {}
@@ -344,9 +346,7 @@ def _fit(algo: Algo, suite: Suite, learner: Learner, seed: int, run_dir: RunDir,
             else:
                 key, actions = policy_step(learner.actor, jnp.asarray(obs, jnp.float32), key)
                 actions = np.asarray(actions)
-            next_obs, rewards, terminated, truncated, info = venv.step(
-                algo.low + (actions + 1) * scale
-            )
+            next_obs, rewards, terminated, truncated, info = venv.step(to_env(algo, actions))
             dones = terminated | truncated
             final = next_obs.copy()
             for i in np.flatnonzero(dones):
@@ -385,7 +385,7 @@ class SACPolicy:
         key = jax.random.key(np.random.randint(2**31))  # numpy's global RNG: ``evaluate`` seeds it
         a = self._act(self.learner.actor, jnp.asarray(obs, jnp.float32),
                       self._slots[jnp.asarray(task_ids)], key, deterministic)  # fmt: skip
-        return self.algo.low + (np.asarray(a) + 1) * (self.algo.high - self.algo.low) / 2
+        return to_env(self.algo, np.asarray(a))
 
     def reset(self, mask: np.ndarray) -> None:
         pass
