@@ -2,6 +2,7 @@
 
     python experiments/metaworld_sac.py                     # run / extend every phase, report
     python experiments/metaworld_sac.py --phases mt1-reach  # one phase
+    python experiments/metaworld_sac.py --seeds 0           # seed 0 of every phase first
     python experiments/metaworld_sac.py --report-only       # rebuild tables and plots
 
 One SAC update per vector step at Meta-World+'s network size costs ~20 ms (MTSAC) to ~80 ms
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.report_only:
             sweep.extend(phase.runs, phase.agents, phase.seeds, lambda a, s, p=phase: (p, a, s),
-                         _run, args.jobs, done)  # fmt: skip
+                         _run, args.jobs, done, args.seeds)  # fmt: skip
         report(phase)
     return 0
 

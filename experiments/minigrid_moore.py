@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.report_only:
             sweep.extend(phase.runs, AGENTS, phase.seeds, lambda a, s, p=phase: (p, a, s), _run,
-                         args.jobs, done)  # fmt: skip
+                         args.jobs, done, args.seeds)  # fmt: skip
         report(phase)
     return 0
 

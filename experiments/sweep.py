@@ -53,6 +53,8 @@ def parse_args(doc: str, phases: Sequence[str], default: Sequence[str],
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--commit", action="store_true", help="git-commit after every run")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="run only these of each phase's seeds (default: all of them)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
@@ -61,9 +63,10 @@ def parse_args(doc: str, phases: Sequence[str], default: Sequence[str],
 
 def extend(runs: Path, agents: Sequence[str], seeds: Sequence[int],
            item: Callable[[str, int], Any], fn: Callable[[Any], str], jobs: int,
-           on_done: Callable[[Any], None]) -> None:  # fmt: skip
+           on_done: Callable[[Any], None], only: Sequence[int] | None = None) -> None:  # fmt: skip
     """Run every (agent, seed) without a ``DONE`` marker under ``runs``, seed-major (a partial
-    sweep compares the agents on the same seeds)."""
+    sweep compares the agents on the same seeds); ``only`` restricts the seeds (``--seeds``)."""
+    seeds = [s for s in seeds if only is None or s in only]
     todo = [item(a, s) for s in seeds for a in agents if not (runs / a / str(s) / "DONE").exists()]
     run_all(todo, fn, jobs, on_done)
 
