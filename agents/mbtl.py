@@ -260,8 +260,8 @@ def report(matrices: Sequence[Path], multitask: Sequence[Path], out: Path, *,
         if d["kind"] != "transfer_matrix" or m.shape != (n, n) or d["suite"] != meta["suite"]:
             raise UsageError(f"{p}: every matrix must be a {n} x {n} transfer_matrix of "
                              f"{meta['suite']}")  # fmt: skip
-        if d["sources"] != d["targets"] or d["targets"] != list(range(n)):
-            raise UsageError(f"{p}: offline MBTL needs sources == targets == 0..{n - 1}")
+        if d["sources"] != d["targets"] or d["targets"] != meta["targets"]:
+            raise UsageError(f"{p}: offline MBTL needs the same grid as sources and targets")
     rows = [load_matrix(p) for p in multitask]
     for (m, d), p in zip(rows, multitask, strict=True):
         if d["kind"] != "multitask_row" or m.shape != (1, n) or "steps" not in d:

@@ -1,0 +1,305 @@
+"""The ``transfer`` protocol (v1): source x target context transfer matrices (DESIGN §5; MBTL,
+Cho et al., NeurIPS 2024).
+
+Train a policy on one source context, then evaluate it zero-shot on every target context of the
+suite (all its tasks, the ``all`` split): one row of the matrix J(source, target), normalised
+with each target task's ``score_bounds`` (MBTL's per-domain bounds on the contextual suites).
+On a JAX suite the whole computation is vmapped: a chunk of sources x all seeds trains as one
+jitted program (``agents/ppo.py``), and each trained policy is evaluated on all targets x
+episodes in one vmapped call. Keys: training run (source s, seed k) uses
+``fold_in(PRNGKey(k), s)``, so a row does not depend on the chunking; evaluation uses
+``PRNGKey(EVAL_SEED_OFFSET + k)`` folded with the source, disjoint from training.
+
+Files (``out/<suite with / as __>/<agent>/``): ``config.json`` (the resolved config; a rerun
+with a different one is refused), ``partial/chunk<i>.npz`` (finished chunks: a killed run
+resumes at the next chunk), then one ``seed<k>/transfer.json`` per seed (``kind:
+transfer_matrix``: ``returns``, ``scores``, ``success`` as sources x targets lists, context
+values, provenance) -- the input of ``agents/mbtl.py``. ``multitask_row`` trains one policy over
+all contexts (MBTL's multi-task baseline; ``ppo-context`` also sees the normalised context) and
+writes ``kind: multitask_row`` files with its ``steps``.
+
+Agents: ``ppo`` and ``ppo-context`` (``agents/ppo.py``, SB3's PPO defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mtrl_bench.errors import UsageError, require_positive
+from mtrl_bench.registry import get_suite
+from mtrl_bench.results import (
+    atomic_write_bytes,
+    atomic_write_json,
+    config_hash,
+    now,
+    provenance,
+)
+from mtrl_bench.types import EVAL_SEED_OFFSET, Suite
+
+PROTOCOL, VERSION = "transfer", 1
+AGENTS = {"ppo": False, "ppo-context": True}  # agent -> context in the observation
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    suite: str
+    """A JAX contextual suite, e.g. ``control-jax/cartpole-masscart-v1``."""
+    agent: str = "ppo"
+    preset: str = "sb3"
+    steps: int = 100_000
+    """Training env steps per source (per run)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    episodes: int = 4
+    """Greedy evaluation episodes per (policy, target)."""
+    chunk: int = 25
+    """Sources trained together (x seeds) in one vmapped program."""
+    tasks: tuple[int, ...] = ()
+    """The context grid: these task indices as sources and targets (empty: every task)."""
+
+
+def _setup(cfg: TransferConfig) -> tuple[Suite, Any, Any]:
+    from mtrl_bench.agents import ppo
+    from mtrl_bench.jax_vector import suite_env
+
+    suite = get_suite(cfg.suite)
+    if suite.backend != "jax":
+        raise UsageError(f"transfer needs a JAX suite (e.g. control-jax/...), got {suite.id}")
+    if cfg.agent not in AGENTS:
+        raise UsageError(f"unknown transfer agent {cfg.agent!r}; allowed: {', '.join(AGENTS)}")
+    if cfg.preset not in ppo.PRESETS:
+        raise UsageError(f"unknown preset {cfg.preset!r}; allowed: {', '.join(ppo.PRESETS)}")
+    for name in ("steps", "episodes", "chunk"):
+        require_positive(name, getattr(cfg, name))
+    if not cfg.seeds or min(cfg.seeds) < 0 or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise UsageError(f"seeds must be distinct non-negative integers, got {list(cfg.seeds)}")
+    n = len(suite.tasks)
+    if any(i not in range(n) for i in cfg.tasks) or len(set(cfg.tasks)) != len(cfg.tasks):
+        raise UsageError(f"tasks must be distinct task indices 0..{n - 1}, got {list(cfg.tasks)}")
+    pcfg = replace(ppo.PRESETS[cfg.preset], context_obs=AGENTS[cfg.agent])
+    return suite, suite_env(suite), pcfg
+
+
+def grid(cfg: TransferConfig, suite: Suite) -> list[int]:
+    return list(cfg.tasks) or list(range(len(suite.tasks)))
+
+
+def contexts(suite: Suite) -> tuple[str, np.ndarray, np.ndarray]:
+    """Context name, raw values and values normalised to [0, 1] over the suite's tasks (the task
+    index where a suite's tasks carry no ``value``)."""
+    raw = np.array([dict(t.kwargs).get("value", t.index) for t in suite.tasks], dtype=float)
+    span = raw.max() - raw.min()
+    norm = (raw - raw.min()) / span if span > 0 else np.zeros_like(raw)
+    return str(suite.options.get("context", "index")), raw, norm.astype(np.float32)
+
+
+def _programs(cfg: TransferConfig, suite: Suite, env: Any, pcfg: Any):
+    import jax
+
+    from mtrl_bench.agents import ppo
+
+    max_steps = max(t.max_episode_steps for t in suite.tasks)
+    train = jax.jit(jax.vmap(ppo.make_train(pcfg, env, ppo.num_updates(pcfg, cfg.steps))))
+    per_episode = jax.vmap(ppo.make_evaluate(pcfg, env, max_steps), in_axes=(None, None, None, 0))
+    per_target = jax.vmap(per_episode, in_axes=(None, 0, 0, 0))
+    evaluate = jax.jit(jax.vmap(per_target, in_axes=(0, None, None, 0)))
+    return train, evaluate
+
+
+def _normalise(suite: Suite, targets: list[int], returns: np.ndarray) -> np.ndarray:
+    lo, hi = np.array([suite.tasks[i].score_bounds for i in targets], dtype=float).T
+    return (returns - lo) / (hi - lo)
+
+
+def _train_eval(cfg: TransferConfig, suite: Suite, env: Any, pcfg: Any, programs: Any,
+                slot_params: list[Any], slot_ctx: np.ndarray, runs: list[tuple[int, int]]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Train one run per ``(key id, seed)`` in ``runs`` (env slots ``slot_params[i]``, contexts
+    ``slot_ctx[i]``), evaluate each on every target: returns, success (runs, targets) and the
+    training curves (runs, updates)."""
+    import jax
+    import jax.numpy as jnp
+
+    from mtrl_bench.jax_env import stack_params
+
+    train, evaluate = programs
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), i) for i, s in runs])
+    env_params = jax.tree.map(lambda *xs: jnp.stack(xs), *slot_params)
+    params, curves = train(keys, env_params, jnp.asarray(slot_ctx))
+    targets = grid(cfg, suite)
+    _, _, ctx = contexts(suite)
+    n, e = len(targets), cfg.episodes
+    eval_keys = jnp.stack([
+        jax.random.split(jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED_OFFSET + s), i), n * e)
+        .reshape(n, e, -1) for i, s in runs])  # fmt: skip
+    target_params = stack_params(env, [suite.tasks[i] for i in targets])
+    ret, success = evaluate(params, target_params, jnp.asarray(ctx[targets]), eval_keys)
+    ret, success = np.asarray(ret, float).mean(-1), np.asarray(success, float).mean(-1)
+    return ret, success, np.asarray(curves, float)
+
+
+def _slots(env: Any, suite: Suite, pcfg: Any, source: int) -> tuple[Any, np.ndarray]:
+    import jax
+    import jax.numpy as jnp
+
+    p = env.params(suite.tasks[source])
+    _, _, ctx = contexts(suite)
+    slots = jax.tree.map(lambda x: jnp.broadcast_to(x, (pcfg.num_envs, *jnp.shape(x))), p)
+    return slots, np.full(pcfg.num_envs, ctx[source], np.float32)
+
+
+def _record(cfg: TransferConfig, suite: Suite, seed: int, kind: str, sources: list[int],
+            returns: np.ndarray, success: np.ndarray, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    name, raw, _ = contexts(suite)
+    targets = grid(cfg, suite)
+    return {
+        "schema": 1, "kind": kind, "protocol": PROTOCOL, "protocol_version": VERSION,
+        "suite": suite.id, "agent": cfg.agent, "preset": cfg.preset,
+        "config_hash": config_hash(asdict(cfg)), "seed": seed, "steps_per_source": cfg.steps,
+        "episodes": cfg.episodes, "sources": sources, "targets": targets,
+        "context_name": name, "context_values": raw[targets].tolist(),
+        "returns": returns.tolist(), "scores": _normalise(suite, targets, returns).tolist(),
+        "success": success.tolist(), "suite_options": dict(suite.options), **extra,
+        **provenance(), "time": now(),
+    }  # fmt: skip
+
+
+def _run_dir(out: Path, cfg: TransferConfig, agent: str) -> Path:
+    return out / cfg.suite.replace("/", "__") / agent
+
+
+def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
+    path = run_dir / "config.json"
+    saved = json.loads(path.read_text()) if path.exists() else None
+    if saved is not None and saved != config:
+        raise UsageError(f"{run_dir} holds a transfer run with a different config; use another "
+                         f"--out or delete it (saved {saved}, asked {config})")  # fmt: skip
+
+
+def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True) -> list[Path]:
+    """Every source x target of the suite for every seed; one ``transfer.json`` per seed."""
+    suite, env, pcfg = _setup(cfg)
+    run_dir = _run_dir(out, cfg, cfg.agent)
+    config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),
+              "protocol": PROTOCOL, "protocol_version": VERSION}  # fmt: skip
+    _check_config(run_dir, config)
+    paths = [run_dir / f"seed{s}" / "transfer.json" for s in cfg.seeds]
+    if all(p.exists() for p in paths):
+        return paths
+    atomic_write_json(run_dir / "config.json", config)
+    sources = grid(cfg, suite)
+    chunks = [sources[i : i + cfg.chunk] for i in range(0, len(sources), cfg.chunk)]
+    programs = _programs(cfg, suite, env, pcfg)
+    bar = tqdm(total=len(sources), desc=f"transfer {suite.id} ({cfg.agent})", disable=not progress)
+    parts = []
+    for c, chunk in enumerate(chunks):
+        part = run_dir / "partial" / f"chunk{c}.npz"
+        if not part.exists():
+            runs = [(x, s) for x in chunk for s in cfg.seeds]
+            slots = [_slots(env, suite, pcfg, x) for x, _ in runs]
+            ret, success, curves = _train_eval(cfg, suite, env, pcfg, programs,
+                                               [p for p, _ in slots],
+                                               np.stack([c for _, c in slots]), runs)  # fmt: skip
+            buf = io.BytesIO()
+            np.savez(buf, returns=ret, success=success, curves=curves)
+            atomic_write_bytes(part, buf.getvalue())
+        with np.load(part, allow_pickle=False) as f:
+            parts.append({k: f[k].reshape(len(chunk), len(cfg.seeds), *f[k].shape[1:])
+                          for k in ("returns", "success", "curves")})  # fmt: skip
+        bar.update(len(chunk))
+    bar.close()
+    full = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # (sources, seeds, ...)
+    for j, (seed, path) in enumerate(zip(cfg.seeds, paths, strict=True)):
+        atomic_write_json(path, _record(cfg, suite, seed, "transfer_matrix", sources,
+                                        full["returns"][:, j], full["success"][:, j],
+                                        curves=full["curves"][:, j].tolist()))  # fmt: skip
+    return paths
+
+
+def train_source_row(cfg: TransferConfig, source: int, seed: int) -> np.ndarray:
+    """MBTL's online mode: train source ``source`` with ``seed`` and return its normalised
+    zero-shot scores on every target -- the same computation as one matrix row."""
+    suite, env, pcfg = _setup(cfg)
+    if source not in grid(cfg, suite):
+        raise UsageError(f"source must be one of the grid's task indices, got {source}")
+    slots, ctx = _slots(env, suite, pcfg, source)
+    ret, _, _ = _train_eval(cfg, suite, env, pcfg, _programs(cfg, suite, env, pcfg), [slots],
+                            ctx[None], [(source, seed)])  # fmt: skip
+    return _normalise(suite, grid(cfg, suite), ret[0])
+
+
+def multitask_row(cfg: TransferConfig, out: Path) -> list[Path]:
+    """MBTL's multi-task baseline: one policy trained on all contexts at once (one env slot per
+    context, ``n_steps`` scaled so an update has about the preset's samples), evaluated on every
+    target; ``cfg.steps`` is its total budget. One ``kind: multitask_row`` file per seed."""
+    suite, env, pcfg = _setup(cfg)
+    tasks = grid(cfg, suite)
+    n = len(tasks)
+    pcfg = replace(pcfg, num_envs=n, n_steps=max(16, pcfg.rollout // n))
+    _, _, ctx = contexts(suite)
+    from mtrl_bench.jax_env import stack_params  # JAX only when a matrix is computed
+
+    run_dir = _run_dir(out, cfg, f"{cfg.agent}-multitask")
+    config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),
+              "kind": "multitask_row"}  # fmt: skip
+    _check_config(run_dir, config)
+    atomic_write_json(run_dir / "config.json", config)
+    paths = []
+    programs = _programs(cfg, suite, env, pcfg)
+    for seed in cfg.seeds:
+        path = run_dir / f"seed{seed}" / "transfer.json"
+        if not path.exists():
+            slots = stack_params(env, [suite.tasks[i] for i in tasks])  # one slot per context
+            run = [(len(suite.tasks), seed)]  # key id past every source's
+            ret, success, curves = _train_eval(cfg, suite, env, pcfg, programs, [slots],
+                                               ctx[tasks][None], run)  # fmt: skip
+            atomic_write_json(path, _record(cfg, suite, seed, "multitask_row", [], ret, success,
+                                            steps=cfg.steps, curves=curves.tolist()))  # fmt: skip
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="source x target transfer matrices (v1)")
+    parser.add_argument("--suite", required=True)
+    parser.add_argument("--agent", default="ppo")
+    parser.add_argument("--preset", default="sb3")
+    parser.add_argument("--steps", type=int, default=100_000, help="env steps per source")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--chunk", type=int, default=25)
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        nargs="*",
+        default=[],
+        help="task indices of the context grid (default: all)",
+    )
+    parser.add_argument(
+        "--multitask",
+        action="store_true",
+        help="train the multi-task baseline row instead (steps = its total)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("results/transfer"))
+    args = parser.parse_args(argv)
+    cfg = TransferConfig(args.suite, args.agent, args.preset, args.steps, tuple(args.seeds),
+                         args.episodes, args.chunk, tuple(args.tasks))  # fmt: skip
+    try:
+        paths = multitask_row(cfg, args.out) if args.multitask else transfer_matrix(cfg, args.out)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
