@@ -146,9 +146,42 @@ def demo(
     report(runs=(runs_dir,), out=out)
 
 
+def transfer(
+    suite: str,
+    agent: str = "ppo",
+    preset: str = "sb3",
+    steps: int = 100_000,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    episodes: int = 4,
+    chunk: int = 25,
+    tasks: tuple[int, ...] = (),
+    multitask: bool = False,
+    out: Path = Path("results/transfer"),
+) -> None:
+    """Source x target transfer matrix (protocol ``transfer`` v1) on a contextual JAX suite.
+
+    Args:
+        suite: A JAX contextual suite, e.g. control-jax/cartpole-masscart-v1.
+        agent: ppo, or ppo-context (the normalised context in the observation).
+        preset: PPO preset (sb3 = stable-baselines3's defaults, fast, ci).
+        steps: Training env steps per source (with --multitask: in total).
+        seeds: Training seeds (one matrix each).
+        episodes: Greedy evaluation episodes per target.
+        chunk: Sources trained together (x seeds) in one vmapped program.
+        tasks: Task indices of the context grid (default: every task).
+        multitask: Train MBTL's multi-task baseline row instead of the matrix.
+        out: Results directory.
+    """
+    from mtrl_bench import transfer as tr
+
+    cfg = tr.TransferConfig(suite, agent, preset, steps, seeds, episodes, chunk, tasks)
+    paths = tr.multitask_row(cfg, out) if multitask else tr.transfer_matrix(cfg, out)
+    print("\n".join(map(str, paths)))
+
+
 COMMANDS = {
     "list": list_ids, "train": train, "eval": evaluate, "report": report, "check": check,
-    "demo": demo,
+    "demo": demo, "transfer": transfer,
 }  # fmt: skip
 
 

@@ -132,3 +132,18 @@ def test_bad_input_is_refused_and_writes_nothing(tmp_path, kw, match) -> None:
 def test_cli_refusal_exits_2(tmp_path, capsys) -> None:
     code = transfer.main(["--suite", "control/cartpole-masscart-v1", "--out", str(tmp_path)])
     assert code == 2 and "JAX suite" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_mtrl_transfer_command(tmp_path) -> None:
+    from mtrl_bench.cli import main
+
+    assert (
+        main(["transfer", "--suite", "control/cartpole-masscart-v1", "--out", str(tmp_path)]) == 2
+    )
+    args = ["transfer", "--suite", SUITE, "--preset", "ci", "--steps", "512", "--seeds", "0",
+            "--episodes", "1", "--tasks", "4", "50", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(
+        (tmp_path / "control-jax__cartpole-masscart-v1/ppo/seed0/transfer.json").read_text()
+    )
+    assert np.array(data["scores"]).shape == (2, 2)
