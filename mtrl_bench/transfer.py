@@ -131,17 +131,24 @@ def _train_eval(cfg: TransferConfig, suite: Suite, env: Any, pcfg: Any, programs
     from mtrl_bench.jax_env import stack_params
 
     train, evaluate = programs
-    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), i) for i, s in runs])
-    env_params = jax.tree.map(lambda *xs: jnp.stack(xs), *slot_params)
-    params, curves = train(keys, env_params, jnp.asarray(slot_ctx))
+    # Every input is built (and finished) before the long programs run, and each long program is
+    # waited for: an eager op dispatched while a long computation was in flight deadlocked
+    # jaxlib 0.10.2's CPU client here (main thread blocked in the executable semaphore, no
+    # thread computing; seen twice).
     targets = grid(cfg, suite)
     _, _, ctx = contexts(suite)
     n, e = len(targets), cfg.episodes
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), i) for i, s in runs])
     eval_keys = jnp.stack([
         jax.random.split(jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED_OFFSET + s), i), n * e)
         .reshape(n, e, -1) for i, s in runs])  # fmt: skip
+    env_params = jax.tree.map(lambda *xs: jnp.stack(xs), *slot_params)
     target_params = stack_params(env, [suite.tasks[i] for i in targets])
-    ret, success = evaluate(params, target_params, jnp.asarray(ctx[targets]), eval_keys)
+    inputs = (keys, eval_keys, env_params, target_params, jnp.asarray(slot_ctx),
+              jnp.asarray(ctx[targets]))  # fmt: skip
+    keys, eval_keys, env_params, target_params, slot_ctx, target_ctx = jax.block_until_ready(inputs)
+    params, curves = jax.block_until_ready(train(keys, env_params, slot_ctx))
+    ret, success = jax.block_until_ready(evaluate(params, target_params, target_ctx, eval_keys))
     ret, success = np.asarray(ret, float).mean(-1), np.asarray(success, float).mean(-1)
     return ret, success, np.asarray(curves, float)
 

@@ -2,9 +2,7 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# One XLA thread per test process: the xdist workers already fill the 2 cores, and a
-# multi-threaded XLA process running the transfer programs was seen to hang in a futex wait here
-# while another JAX process ran (single-threaded runs never did).
+# One XLA thread per test process: the xdist workers already fill the 2 cores.
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 )
