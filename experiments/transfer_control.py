@@ -23,13 +23,9 @@ from pathlib import Path
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                       "intra_op_parallelism_threads=1")  # fmt: skip
 
-import jax  # noqa: E402
 from mtrl_bench.agents import mbtl  # noqa: E402
 
 from mtrl_bench.transfer import TransferConfig, multitask_row, transfer_matrix  # noqa: E402
-
-# synchronous CPU dispatch: see the deadlock note in mtrl_bench/transfer.py
-jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "transfer"
 DOMAINS = {"cartpole-masscart": ("control-jax/cartpole-masscart-v1", 100_000),

@@ -153,7 +153,7 @@ def transfer(
     steps: int = 100_000,
     seeds: tuple[int, ...] = (0, 1, 2),
     episodes: int = 4,
-    chunk: int = 25,
+    chunk: int = 20,
     tasks: tuple[int, ...] = (),
     multitask: bool = False,
     out: Path = Path("results/transfer"),

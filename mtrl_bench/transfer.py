@@ -47,6 +47,10 @@ from mtrl_bench.types import EVAL_SEED_OFFSET, Suite
 
 PROTOCOL, VERSION = "transfer", 1
 AGENTS = {"ppo": False, "ppo-context": True}  # agent -> context in the observation
+#: Runs per vmapped training program. jaxlib 0.10.2's CPU client never finished the PPO
+#: training program vmapped over 75 runs here (no thread computing, the caller blocked; 64 and
+#: fewer always finished), so larger batches are refused rather than left to hang.
+MAX_RUNS = 64
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,8 @@ class TransferConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     episodes: int = 4
     """Greedy evaluation episodes per (policy, target)."""
-    chunk: int = 25
-    """Sources trained together (x seeds) in one vmapped program."""
+    chunk: int = 20
+    """Sources trained together (x seeds) in one vmapped program; chunk x seeds <= MAX_RUNS."""
     tasks: tuple[int, ...] = ()
     """The context grid: these task indices as sources and targets (empty: every task)."""
 
@@ -79,6 +83,9 @@ def _setup(cfg: TransferConfig) -> tuple[Suite, Any, Any]:
         raise UsageError(f"unknown preset {cfg.preset!r}; allowed: {', '.join(ppo.PRESETS)}")
     for name in ("steps", "episodes", "chunk"):
         require_positive(name, getattr(cfg, name))
+    if cfg.chunk * len(cfg.seeds) > MAX_RUNS:
+        raise UsageError(f"chunk x seeds = {cfg.chunk * len(cfg.seeds)} runs in one program; at "
+                         f"most {MAX_RUNS} (MAX_RUNS in mtrl_bench/transfer.py)")  # fmt: skip
     if not cfg.seeds or min(cfg.seeds) < 0 or len(set(cfg.seeds)) != len(cfg.seeds):
         raise UsageError(f"seeds must be distinct non-negative integers, got {list(cfg.seeds)}")
     n = len(suite.tasks)
@@ -131,10 +138,8 @@ def _train_eval(cfg: TransferConfig, suite: Suite, env: Any, pcfg: Any, programs
     from mtrl_bench.jax_env import stack_params
 
     train, evaluate = programs
-    # Every input is built (and finished) before the long programs run, and each long program is
-    # waited for: an eager op dispatched while a long computation was in flight deadlocked
-    # jaxlib 0.10.2's CPU client here (main thread blocked in the executable semaphore, no
-    # thread computing; seen twice).
+    # Inputs are built before the long programs run, and each is waited for (no eager op is
+    # dispatched while a long computation is in flight).
     targets = grid(cfg, suite)
     _, _, ctx = contexts(suite)
     n, e = len(targets), cfg.episodes
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100_000, help="env steps per source")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--chunk", type=int, default=25)
+    parser.add_argument("--chunk", type=int, default=20)
     parser.add_argument(
         "--tasks",
         type=int,

@@ -121,6 +121,7 @@ def test_multitask_row(tmp_path) -> None:
         ({"tasks": (100,)}, "distinct task indices"),
         ({"seeds": ()}, "seeds"),
         ({"steps": 0}, "steps"),
+        ({"chunk": 33}, "at most 64"),
     ],
 )
 def test_bad_input_is_refused_and_writes_nothing(tmp_path, kw, match) -> None:
