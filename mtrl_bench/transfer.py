@@ -196,8 +196,34 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
                          f"--out or delete it (saved {saved}, asked {config})")  # fmt: skip
 
 
-def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True) -> list[Path]:
-    """Every source x target of the suite for every seed; one ``transfer.json`` per seed."""
+def _chunk(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
+    """Train and evaluate one chunk of sources x seeds; write its ``partial`` file."""
+    suite, env, pcfg = _setup(cfg)
+    runs = [(x, s) for x in chunk for s in cfg.seeds]
+    slots = [_slots(env, suite, pcfg, x) for x, _ in runs]
+    ret, success, curves = _train_eval(cfg, suite, env, pcfg, _programs(cfg, suite, env, pcfg),
+                                       [p for p, _ in slots], np.stack([c for _, c in slots]),
+                                       runs)  # fmt: skip
+    buf = io.BytesIO()
+    np.savez(buf, returns=ret, success=success, curves=curves)
+    atomic_write_bytes(part, buf.getvalue())
+
+
+def _chunk_isolated(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
+    """``_chunk`` in a fresh spawned process: on this CPU, jaxlib 0.10.2 hung (caller blocked, no
+    thread computing) when the same process ran the vmapped training program a second time
+    after a large evaluation; one process per chunk never did."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        pool.submit(_chunk, cfg, chunk, part).result()
+
+
+def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True,
+                    isolate: bool = True) -> list[Path]:  # fmt: skip
+    """Every source x target of the suite for every seed; one ``transfer.json`` per seed.
+    ``isolate``: each chunk in its own process (see ``_chunk_isolated``)."""
     suite, env, pcfg = _setup(cfg)
     run_dir = _run_dir(out, cfg, cfg.agent)
     config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),
@@ -209,20 +235,12 @@ def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True) ->
     atomic_write_json(run_dir / "config.json", config)
     sources = grid(cfg, suite)
     chunks = [sources[i : i + cfg.chunk] for i in range(0, len(sources), cfg.chunk)]
-    programs = _programs(cfg, suite, env, pcfg)
     bar = tqdm(total=len(sources), desc=f"transfer {suite.id} ({cfg.agent})", disable=not progress)
     parts = []
     for c, chunk in enumerate(chunks):
         part = run_dir / "partial" / f"chunk{c}.npz"
         if not part.exists():
-            runs = [(x, s) for x in chunk for s in cfg.seeds]
-            slots = [_slots(env, suite, pcfg, x) for x, _ in runs]
-            ret, success, curves = _train_eval(cfg, suite, env, pcfg, programs,
-                                               [p for p, _ in slots],
-                                               np.stack([c for _, c in slots]), runs)  # fmt: skip
-            buf = io.BytesIO()
-            np.savez(buf, returns=ret, success=success, curves=curves)
-            atomic_write_bytes(part, buf.getvalue())
+            (_chunk_isolated if isolate else _chunk)(cfg, chunk, part)
         with np.load(part, allow_pickle=False) as f:
             parts.append({k: f[k].reshape(len(chunk), len(cfg.seeds), *f[k].shape[1:])
                           for k in ("returns", "success", "curves")})  # fmt: skip

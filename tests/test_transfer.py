@@ -79,7 +79,7 @@ def _cfg(**kw) -> transfer.TransferConfig:
 
 def test_matrix_file_row_and_resume(tmp_path) -> None:
     cfg = _cfg()
-    paths = transfer.transfer_matrix(cfg, tmp_path, progress=False)
+    paths = transfer.transfer_matrix(cfg, tmp_path, progress=False, isolate=False)
     data = json.loads(paths[0].read_text())
     assert data["kind"] == "transfer_matrix" and data["protocol"] == "transfer"
     assert data["sources"] == data["targets"] == [2, 30, 80] and data["seed"] == 0
@@ -92,7 +92,8 @@ def test_matrix_file_row_and_resume(tmp_path) -> None:
     row = transfer.train_source_row(cfg, 30, seed=1)
     seed1 = json.loads(paths[1].read_text())
     np.testing.assert_allclose(row, np.array(seed1["scores"])[1], atol=1e-6)
-    # a killed run resumes: drop the last chunk and the per-seed files, rerun, same matrix
+    # a killed run resumes: drop the last chunk and the per-seed files, rerun (that chunk in its
+    # own process, as by default), same matrix
     run_dir = paths[0].parent.parent
     (run_dir / "partial" / "chunk2.npz").unlink()
     for p in paths:
