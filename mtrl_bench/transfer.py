@@ -209,21 +209,21 @@ def _chunk(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
     atomic_write_bytes(part, buf.getvalue())
 
 
-def _chunk_isolated(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
-    """``_chunk`` in a fresh spawned process: on this CPU, jaxlib 0.10.2 hung (caller blocked, no
-    thread computing) when the same process ran the vmapped training program a second time
-    after a large evaluation; one process per chunk never did."""
+def _isolated(fn: Any, *args: Any) -> None:
+    """``fn(*args)`` in a fresh spawned process: on this CPU, jaxlib 0.10.2 hung (caller
+    blocked, no thread computing) when one process ran the vmapped training program a second
+    time after a large evaluation; one process per program never did."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        pool.submit(_chunk, cfg, chunk, part).result()
+        pool.submit(fn, *args).result()
 
 
 def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True,
                     isolate: bool = True) -> list[Path]:  # fmt: skip
     """Every source x target of the suite for every seed; one ``transfer.json`` per seed.
-    ``isolate``: each chunk in its own process (see ``_chunk_isolated``)."""
+    ``isolate``: each chunk in its own process (see ``_isolated``)."""
     suite, env, pcfg = _setup(cfg)
     run_dir = _run_dir(out, cfg, cfg.agent)
     config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),
@@ -240,7 +240,7 @@ def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True,
     for c, chunk in enumerate(chunks):
         part = run_dir / "partial" / f"chunk{c}.npz"
         if not part.exists():
-            (_chunk_isolated if isolate else _chunk)(cfg, chunk, part)
+            _isolated(_chunk, cfg, chunk, part) if isolate else _chunk(cfg, chunk, part)
         with np.load(part, allow_pickle=False) as f:
             parts.append({k: f[k].reshape(len(chunk), len(cfg.seeds), *f[k].shape[1:])
                           for k in ("returns", "success", "curves")})  # fmt: skip
@@ -266,34 +266,44 @@ def train_source_row(cfg: TransferConfig, source: int, seed: int) -> np.ndarray:
     return _normalise(suite, grid(cfg, suite), ret[0])
 
 
-def multitask_row(cfg: TransferConfig, out: Path) -> list[Path]:
+def _multitask_pcfg(cfg: TransferConfig, suite: Suite, pcfg: Any) -> Any:
+    n = len(grid(cfg, suite))
+    return replace(pcfg, num_envs=n, n_steps=max(16, pcfg.rollout // n))
+
+
+def _multitask(cfg: TransferConfig, paths: list[Path]) -> None:
+    """Train every seed's multi-task policy in one vmapped program, evaluate, write the files."""
+    from mtrl_bench.jax_env import stack_params  # JAX only when a row is computed
+
+    suite, env, pcfg = _setup(cfg)
+    pcfg = _multitask_pcfg(cfg, suite, pcfg)
+    tasks = grid(cfg, suite)
+    _, _, ctx = contexts(suite)
+    slots = stack_params(env, [suite.tasks[i] for i in tasks])  # one env slot per context
+    runs = [(len(suite.tasks), s) for s in cfg.seeds]  # key id past every source's
+    ret, success, curves = _train_eval(cfg, suite, env, pcfg, _programs(cfg, suite, env, pcfg),
+                                       [slots] * len(runs),
+                                       np.stack([ctx[tasks]] * len(runs)), runs)  # fmt: skip
+    for j, (seed, path) in enumerate(zip(cfg.seeds, paths, strict=True)):
+        atomic_write_json(path, _record(cfg, suite, seed, "multitask_row", [], ret[j : j + 1],
+                                        success[j : j + 1], steps=cfg.steps,
+                                        curves=curves[j : j + 1].tolist()))  # fmt: skip
+
+
+def multitask_row(cfg: TransferConfig, out: Path, *, isolate: bool = True) -> list[Path]:
     """MBTL's multi-task baseline: one policy trained on all contexts at once (one env slot per
     context, ``n_steps`` scaled so an update has about the preset's samples), evaluated on every
-    target; ``cfg.steps`` is its total budget. One ``kind: multitask_row`` file per seed."""
-    suite, env, pcfg = _setup(cfg)
-    tasks = grid(cfg, suite)
-    n = len(tasks)
-    pcfg = replace(pcfg, num_envs=n, n_steps=max(16, pcfg.rollout // n))
-    _, _, ctx = contexts(suite)
-    from mtrl_bench.jax_env import stack_params  # JAX only when a matrix is computed
-
+    target; ``cfg.steps`` is its total budget. One ``kind: multitask_row`` file per seed, all
+    seeds trained together (in a fresh process with ``isolate``, see ``_isolated``)."""
+    _setup(cfg)
     run_dir = _run_dir(out, cfg, f"{cfg.agent}-multitask")
     config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),
               "kind": "multitask_row"}  # fmt: skip
     _check_config(run_dir, config)
-    atomic_write_json(run_dir / "config.json", config)
-    paths = []
-    programs = _programs(cfg, suite, env, pcfg)
-    for seed in cfg.seeds:
-        path = run_dir / f"seed{seed}" / "transfer.json"
-        if not path.exists():
-            slots = stack_params(env, [suite.tasks[i] for i in tasks])  # one slot per context
-            run = [(len(suite.tasks), seed)]  # key id past every source's
-            ret, success, curves = _train_eval(cfg, suite, env, pcfg, programs, [slots],
-                                               ctx[tasks][None], run)  # fmt: skip
-            atomic_write_json(path, _record(cfg, suite, seed, "multitask_row", [], ret, success,
-                                            steps=cfg.steps, curves=curves.tolist()))  # fmt: skip
-        paths.append(path)
+    paths = [run_dir / f"seed{s}" / "transfer.json" for s in cfg.seeds]
+    if not all(p.exists() for p in paths):
+        atomic_write_json(run_dir / "config.json", config)
+        _isolated(_multitask, cfg, paths) if isolate else _multitask(cfg, paths)
     return paths
 
 
