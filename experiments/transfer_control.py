@@ -28,6 +28,8 @@ from mtrl_bench.agents import mbtl  # noqa: E402
 from mtrl_bench.transfer import TransferConfig, multitask_row, transfer_matrix  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "transfer"
+# a chunk takes 2-5 min here; jaxlib sometimes hangs on it (mtrl_bench/transfer.py, _isolated)
+TIMEOUT_S = 900
 DOMAINS = {"cartpole-masscart": ("control-jax/cartpole-masscart-v1", 100_000),
            "pendulum-dt": ("control-jax/pendulum-dt-v1", 200_000)}  # fmt: skip
 
@@ -36,9 +38,11 @@ def main(argv: list[str]) -> int:
     for name, (suite, steps) in DOMAINS.items():
         cfg = TransferConfig(suite, "ppo", "sb3", steps)
         if "--report" not in argv:
-            transfer_matrix(cfg, OUT)
+            transfer_matrix(cfg, OUT, timeout_s=TIMEOUT_S)
             for agent in ("ppo", "ppo-context"):
-                multitask_row(TransferConfig(suite, agent, "sb3", 100 * steps), OUT)
+                multitask_row(
+                    TransferConfig(suite, agent, "sb3", 100 * steps), OUT, timeout_s=4 * TIMEOUT_S
+                )
         run = OUT / suite.replace("/", "__")
         matrices = sorted((run / "ppo").glob("seed*/transfer.json"))
         rows = sorted(run.glob("ppo*-multitask/seed*/transfer.json"))

@@ -209,21 +209,41 @@ def _chunk(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
     atomic_write_bytes(part, buf.getvalue())
 
 
-def _isolated(fn: Any, *args: Any) -> None:
-    """``fn(*args)`` in a fresh spawned process: on this CPU, jaxlib 0.10.2 hung (caller
-    blocked, no thread computing) when one process ran the vmapped training program a second
-    time after a large evaluation; one process per program never did."""
-    from concurrent.futures import ProcessPoolExecutor
+def _isolated(fn: Any, *args: Any, timeout_s: float | None = None, tries: int = 3) -> None:
+    """``fn(*args)`` in a fresh spawned process. jaxlib 0.10.2 on this CPU sometimes never
+    finishes the vmapped training program (the caller blocked in ``block_until_ready``, no thread
+    computing; seen at random on first and later executions, 60-75 runs per program): with
+    ``timeout_s`` a process that has not finished is killed and the work retried, up to ``tries``
+    times. The results are unaffected (same keys, same program)."""
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        pool.submit(fn, *args).result()
+    for attempt in range(1, tries + 1):
+        proc = get_context("spawn").Process(target=fn, args=args)
+        proc.start()
+        proc.join(timeout_s)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            print(
+                f"transfer: attempt {attempt} hung after {timeout_s} s; retrying", file=sys.stderr
+            )
+            continue
+        if proc.exitcode != 0:
+            raise RuntimeError(f"transfer worker failed (exit code {proc.exitcode})")
+        return
+    raise RuntimeError(f"transfer worker hung {tries} times")
 
 
-def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True,
-                    isolate: bool = True) -> list[Path]:  # fmt: skip
+def transfer_matrix(
+    cfg: TransferConfig,
+    out: Path,
+    *,
+    progress: bool = True,
+    isolate: bool = True,
+    timeout_s: float | None = None,
+) -> list[Path]:
     """Every source x target of the suite for every seed; one ``transfer.json`` per seed.
-    ``isolate``: each chunk in its own process (see ``_isolated``)."""
+    ``isolate``: each chunk in its own process, retried after ``timeout_s`` (``_isolated``)."""
     suite, env, pcfg = _setup(cfg)
     run_dir = _run_dir(out, cfg, cfg.agent)
     config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),
@@ -240,7 +260,10 @@ def transfer_matrix(cfg: TransferConfig, out: Path, *, progress: bool = True,
     for c, chunk in enumerate(chunks):
         part = run_dir / "partial" / f"chunk{c}.npz"
         if not part.exists():
-            _isolated(_chunk, cfg, chunk, part) if isolate else _chunk(cfg, chunk, part)
+            if isolate:
+                _isolated(_chunk, cfg, chunk, part, timeout_s=timeout_s)
+            else:
+                _chunk(cfg, chunk, part)
         with np.load(part, allow_pickle=False) as f:
             parts.append({k: f[k].reshape(len(chunk), len(cfg.seeds), *f[k].shape[1:])
                           for k in ("returns", "success", "curves")})  # fmt: skip
@@ -290,7 +313,8 @@ def _multitask(cfg: TransferConfig, paths: list[Path]) -> None:
                                         curves=curves[j : j + 1].tolist()))  # fmt: skip
 
 
-def multitask_row(cfg: TransferConfig, out: Path, *, isolate: bool = True) -> list[Path]:
+def multitask_row(cfg: TransferConfig, out: Path, *, isolate: bool = True,
+                  timeout_s: float | None = None) -> list[Path]:  # fmt: skip
     """MBTL's multi-task baseline: one policy trained on all contexts at once (one env slot per
     context, ``n_steps`` scaled so an update has about the preset's samples), evaluated on every
     target; ``cfg.steps`` is its total budget. One ``kind: multitask_row`` file per seed, all
@@ -303,7 +327,10 @@ def multitask_row(cfg: TransferConfig, out: Path, *, isolate: bool = True) -> li
     paths = [run_dir / f"seed{s}" / "transfer.json" for s in cfg.seeds]
     if not all(p.exists() for p in paths):
         atomic_write_json(run_dir / "config.json", config)
-        _isolated(_multitask, cfg, paths) if isolate else _multitask(cfg, paths)
+        if isolate:
+            _isolated(_multitask, cfg, paths, timeout_s=timeout_s)
+        else:
+            _multitask(cfg, paths)
     return paths
 
 
