@@ -22,8 +22,8 @@ over (key, env_params, context) trains many sources and seeds in one program
 
 Presets: ``sb3`` (= ``default``: the defaults above, one env), ``fast`` (8 envs x 256 steps,
 minibatch 256, 4 epochs: the same 2048 samples per update and algorithm, 4x fewer gradient
-steps and 8 envs stepping together: what the committed transfer matrices use, because SB3's
-10 epochs of batch 64 cost ~10x more per sample on this CPU), ``ci`` (tiny).
+steps and 8 envs stepping together; a cheaper variant -- the transfer matrices in
+``experiments/transfer_control.py`` use ``sb3`` itself, vmapped over 60 runs), ``ci`` (tiny).
 
 Deviations, with reasons:
 - Multi-task runs over N contexts use N env slots with n_steps = 2048 // N per slot (at least
