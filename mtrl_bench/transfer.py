@@ -23,7 +23,6 @@ Agents: ``ppo`` and ``ppo-context`` (``agents/ppo.py``, SB3's PPO defaults).
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
@@ -244,7 +243,7 @@ def transfer_matrix(
 ) -> list[Path]:
     """Every source x target of the suite for every seed; one ``transfer.json`` per seed.
     ``isolate``: each chunk in its own process, retried after ``timeout_s`` (``_isolated``)."""
-    suite, env, pcfg = _setup(cfg)
+    suite = _setup(cfg)[0]
     run_dir = _run_dir(out, cfg, cfg.agent)
     config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),
               "protocol": PROTOCOL, "protocol_version": VERSION}  # fmt: skip
@@ -332,41 +331,3 @@ def multitask_row(cfg: TransferConfig, out: Path, *, isolate: bool = True,
         else:
             _multitask(cfg, paths)
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="source x target transfer matrices (v1)")
-    parser.add_argument("--suite", required=True)
-    parser.add_argument("--agent", default="ppo")
-    parser.add_argument("--preset", default="sb3")
-    parser.add_argument("--steps", type=int, default=100_000, help="env steps per source")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--chunk", type=int, default=20)
-    parser.add_argument(
-        "--tasks",
-        type=int,
-        nargs="*",
-        default=[],
-        help="task indices of the context grid (default: all)",
-    )
-    parser.add_argument(
-        "--multitask",
-        action="store_true",
-        help="train the multi-task baseline row instead (steps = its total)",
-    )
-    parser.add_argument("--out", type=Path, default=Path("results/transfer"))
-    args = parser.parse_args(argv)
-    cfg = TransferConfig(args.suite, args.agent, args.preset, args.steps, tuple(args.seeds),
-                         args.episodes, args.chunk, tuple(args.tasks))  # fmt: skip
-    try:
-        paths = multitask_row(cfg, args.out) if args.multitask else transfer_matrix(cfg, args.out)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(map(str, paths)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
