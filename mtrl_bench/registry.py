@@ -36,6 +36,18 @@ SUITES: dict[str, str] = {
     "toy/bandit-v1": "mtrl_bench.envs.toy:BANDIT",
     "toy/goal-line-v1": "mtrl_bench.envs.toy:GOAL_LINE",
     "toy/reach-1d-v1": "mtrl_bench.envs.toy:REACH_1D",
+    "traffic/eco-green-v1": "mtrl_bench.envs.traffic.eco:GREEN",
+    "traffic/eco-inflow-v1": "mtrl_bench.envs.traffic.eco:INFLOW",
+    "traffic/eco-penrate-v1": "mtrl_bench.envs.traffic.eco:PENRATE",
+    "traffic/signal-inflow-v1": "mtrl_bench.envs.traffic.signal:INFLOW",
+    "traffic/signal-length-v1": "mtrl_bench.envs.traffic.signal:LENGTH",
+    "traffic/signal-speed-v1": "mtrl_bench.envs.traffic.signal:SPEED",
+    "traffic-jax/eco-green-v1": "mtrl_bench.envs.traffic.eco_jax:GREEN",
+    "traffic-jax/eco-inflow-v1": "mtrl_bench.envs.traffic.eco_jax:INFLOW",
+    "traffic-jax/eco-penrate-v1": "mtrl_bench.envs.traffic.eco_jax:PENRATE",
+    "traffic-jax/signal-inflow-v1": "mtrl_bench.envs.traffic.signal_jax:INFLOW",
+    "traffic-jax/signal-length-v1": "mtrl_bench.envs.traffic.signal_jax:LENGTH",
+    "traffic-jax/signal-speed-v1": "mtrl_bench.envs.traffic.signal_jax:SPEED",
 }
 
 #: Meta-World v3 task names in upstream order (``metaworld.env_dict.ALL_V3_ENVIRONMENTS``);

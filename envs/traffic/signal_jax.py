@@ -1,0 +1,202 @@
+"""Signal control in pure JAX: a cell-transmission model (CTM; Daganzo 1994) of the isolated
+4-arm intersection of ``signal.py`` (read its docstring for the scenario, the observation, the
+reward and the contexts; this module only says how the model computes them).
+
+Model. Each of the 8 movement groups (per arm: through+right on 3 lanes, left on 1 lane) is a
+chain of ``n_cells`` cells of length ``L / n_cells``, ``n_cells = clip(floor(L / (v dt)), 1,
+MAX_CELLS)`` with dt = 1 s, so the CFL condition ``v dt <= cell length`` holds for every
+context; cells are right-aligned (the last of the ``MAX_CELLS`` slots touches the stop line) and
+masked, so every context has the same shapes. Triangular fundamental diagram per lane: free-flow
+speed v = the speed limit, jam density ``KJ`` = 1 / (vehicle length + min gap), backward wave
+speed ``WAVE_SPEED`` (calibrated against SUMO, ``signal.py``), capacity ``Q = v KJ w / (v + w)``.
+Per second: sending ``S_i = min(r n_i, Q lanes)`` with ``r = v dt / cell length``, receiving
+``R_i = min(Q lanes, (w dt / cell length) (KJ lanes cell_length - n_i))``, flows ``min(S_i,
+R_{i+1})``; the stop-line cell discharges ``S`` only while its movement is green (yellow
+discharges nothing) into an uncongested exit; arrivals wait in an entry queue (SUMO's insertion
+backlog) until the first cell receives them. Vehicles are continuous quantities.
+
+Delay (the reward's quantity): in one second a cell's vehicles lose ``n_i - y_i / r`` vehicle-
+seconds against free flow (``y_i`` its outflow: 0 lost in free flow, ``n_i`` when stopped), and
+every vehicle in an entry queue loses a whole second -- the CTM form of SUMO's time loss.
+
+Arrivals: the exact departure schedule of ``signal.py`` (Weibull(2) draws mapped onto the
+episode, each vehicle's movement group drawn independently), drawn from the reset key; per
+second, a cumulative count per second (a scatter-add and ``cumsum`` at reset) and a cumulative
+count per group give the arrivals. (``jnp.searchsorted`` per second was the first version: under
+``vmap`` inside PPO's scans it deadlocks jaxlib 0.10.2's CPU runtime.)
+
+Everything is float32 / int32 and static-shaped; ``jax.vmap`` over stacked params mixes contexts.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import NamedTuple
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtrl_bench.envs.traffic import signal as sc
+from mtrl_bench.types import Suite, Task
+
+_F32 = jnp.float32
+MAX_CELLS = 64
+MAX_VEHICLES = 2500  # the largest inflow context
+
+
+class SignalParams(NamedTuple):
+    flow: jax.Array  # vehicles generated per episode (int32)
+    r: jax.Array  # v dt / cell length (<= 1)
+    wr: jax.Array  # w dt / cell length
+    q: jax.Array  # capacity per lane (veh/s)
+    jam: jax.Array  # jam vehicles per lane per cell
+    active: jax.Array  # (MAX_CELLS,) cells inside the lane
+    entry: jax.Array  # (MAX_CELLS,) one-hot: the first active cell
+    bin_w: jax.Array  # (MAX_CELLS, NBINS) fraction of a cell's vehicles in each distance bin
+    bin_cap: jax.Array  # (NBINS,) jam vehicles per lane in each bin (0: bin beyond the lane)
+    lanes: jax.Array  # (8,) lanes per movement group
+    green: jax.Array  # (4, 8) movement groups green in each phase
+    group_p: jax.Array  # (8,) movement-group probabilities of a vehicle
+
+
+class SignalState(NamedTuple):
+    n: jax.Array  # (8, MAX_CELLS) vehicles per cell
+    queue: jax.Array  # (8,) vehicles waiting to enter
+    upto: jax.Array  # (HORIZON_S + 1,) int16 vehicles departing before second t
+    cum: jax.Array  # (MAX_VEHICLES + 1, 8) int16 departures per group among the first k
+    t: jax.Array  # simulated seconds
+    steps: jax.Array  # decisions taken
+    phase: jax.Array  # current green phase, -1 before the first decision
+    delay: jax.Array  # vehicle-seconds lost so far
+    departed: jax.Array  # vehicles discharged at the stop line so far
+
+
+def cell_geometry(length: float, speed: float) -> tuple[int, float]:
+    """``(n_cells, cell length)`` of a lane: the most cells (<= MAX_CELLS) meeting the CFL bound."""
+    n = int(np.clip(np.floor(length / (speed * sc.DT) + 1e-9), 1, MAX_CELLS))
+    return n, length / n
+
+
+def bins(length: float, n_cells: int, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cell -> distance-bin weights (cells right-aligned at the stop line) and bin capacities."""
+    edges = np.asarray(sc.BIN_EDGES, dtype=float)
+    lo, hi = edges[:-1], edges[1:]
+    w = np.zeros((MAX_CELLS, len(lo)))
+    for j in range(n_cells):  # j cells upstream of the stop line
+        a, b = j * cell, (j + 1) * cell
+        w[MAX_CELLS - 1 - j] = np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None) / cell
+    cap = np.clip(np.minimum(hi, length) - lo, 0, None) * sc.KJ
+    return w, cap
+
+
+class SignalJax:
+    """The ``traffic-jax/signal-*`` env: one object, the context in ``SignalParams``."""
+
+    def __init__(self) -> None:
+        self.observation_space = sc.observation_space()
+        self.action_space = gym.spaces.Discrete(sc.NUM_PHASES)
+
+    def params(self, task: Task) -> SignalParams:
+        c = sc.context(task)
+        v, length = c["speed"], c["length"]
+        n_cells, cell = cell_geometry(length, v)
+        w, cap = bins(length, n_cells, cell)
+        active = np.arange(MAX_CELLS) >= MAX_CELLS - n_cells
+        return SignalParams(
+            flow=jnp.int32(round(c["inflow"])),
+            r=_F32(v * sc.DT / cell), wr=_F32(sc.WAVE_SPEED * sc.DT / cell),
+            q=_F32(sc.capacity(v)), jam=_F32(sc.KJ * cell),
+            active=jnp.asarray(active), entry=jnp.asarray(np.arange(MAX_CELLS) == MAX_CELLS - n_cells),
+            bin_w=jnp.asarray(w, _F32), bin_cap=jnp.asarray(cap, _F32),
+            lanes=jnp.asarray(sc.LANES, _F32), green=jnp.asarray(sc.GREEN_GROUPS),
+            group_p=jnp.asarray(sc.GROUP_P, _F32),
+        )  # fmt: skip
+
+    def obs(self, state: SignalState, p: SignalParams) -> jax.Array:
+        veh = jnp.einsum("gc,cb->gb", state.n, p.bin_w)
+        cap = p.lanes[:, None] * p.bin_cap[None, :]
+        occ = jnp.where(cap > 0, veh / jnp.where(cap > 0, cap, 1.0), 0.0)
+        return jnp.clip(occ, 0.0, 1.0).reshape(-1)
+
+    def reset(self, key: jax.Array, p: SignalParams) -> tuple[jax.Array, SignalState]:
+        k_time, k_group = jax.random.split(key)
+        draws = jax.random.weibull_min(k_time, 1.0, sc.WEIBULL_SHAPE, (MAX_VEHICLES,), _F32)
+        real = jnp.arange(MAX_VEHICLES) < p.flow
+        dep = jnp.sort(jnp.where(real, draws, jnp.inf))
+        dep = sc.schedule(dep, p.flow, jnp)  # real vehicles first, the rest stay inf
+        sec = jnp.where(real, dep, sc.HORIZON_S).astype(jnp.int32)
+        per_second = jnp.zeros(sc.HORIZON_S + 1, jnp.int16).at[sec].add(jnp.int16(1))
+        upto = jnp.concatenate([jnp.zeros(1, jnp.int16), jnp.cumsum(per_second[:-1], dtype=jnp.int16)])
+        group = jax.random.choice(k_group, 8, (MAX_VEHICLES,), p=p.group_p)
+        onehot = jax.nn.one_hot(group, 8, dtype=jnp.int16) * real[:, None].astype(jnp.int16)
+        cum = jnp.concatenate([jnp.zeros((1, 8), jnp.int16), jnp.cumsum(onehot, 0, jnp.int16)])
+        state = SignalState(
+            n=jnp.zeros((8, MAX_CELLS), _F32), queue=jnp.zeros(8, _F32), upto=upto, cum=cum,
+            t=jnp.int32(0), steps=jnp.int32(0), phase=jnp.int32(-1), delay=_F32(0.0),
+            departed=_F32(0.0),
+        )  # fmt: skip
+        return self.obs(state, p), state
+
+    def second(self, state: SignalState, green: jax.Array, p: SignalParams) -> SignalState:
+        """One simulated second with the movement groups ``green`` (8,) discharging."""
+        before, after = state.upto[state.t], state.upto[jnp.minimum(state.t + 1, sc.HORIZON_S)]
+        queue = state.queue + (state.cum[after] - state.cum[before]).astype(_F32)
+        lanes = p.lanes[:, None]
+        send = jnp.minimum(p.r * state.n, p.q * lanes)
+        recv = jnp.minimum(p.q * lanes, p.wr * (p.jam * lanes - state.n)) * p.active
+        inner = jnp.minimum(send[:, :-1], recv[:, 1:])
+        out_last = jnp.where(green, send[:, -1], 0.0)
+        out = jnp.concatenate([inner, out_last[:, None]], axis=1)
+        enter = jnp.minimum(queue, (recv * p.entry).sum(-1))
+        n = state.n - out + jnp.pad(inner, ((0, 0), (1, 0))) + enter[:, None] * p.entry
+        queue = queue - enter
+        lost = (state.n - out / p.r).sum() + queue.sum()
+        return state._replace(
+            n=n, queue=queue, t=state.t + 1, delay=state.delay + lost,
+            departed=state.departed + out_last.sum(),
+        )  # fmt: skip
+
+    def step_env(self, key, state: SignalState, action, p: SignalParams):
+        action = jnp.asarray(action, jnp.int32)
+        changed = (state.phase >= 0) & (action != state.phase)
+
+        def body(s: int, st: SignalState) -> SignalState:
+            live = (changed | (s < sc.GREEN_S)) & (st.t < sc.HORIZON_S)
+            yellow = changed & (s < sc.YELLOW_S)
+            green = p.green[action] & ~yellow
+            new = self.second(st, green, p)
+            return jax.tree.map(lambda a, b: jnp.where(live, a, b), new, st)
+
+        delay0 = state.delay
+        state = jax.lax.fori_loop(0, sc.GREEN_S + sc.YELLOW_S, body, state)
+        state = state._replace(steps=state.steps + 1, phase=action)
+        reward = -(state.delay - delay0) / p.flow.astype(_F32)
+        truncated = (state.t >= sc.HORIZON_S) | (state.steps >= sc.MAX_STEPS)
+        success = truncated & (state.delay / p.flow.astype(_F32) <= sc.SUCCESS_DELAY_S)
+        info = {"success": success, "delay_per_vehicle": state.delay / p.flow.astype(_F32)}
+        return self.obs(state, p), state, reward, jnp.zeros((), bool), truncated, info
+
+    def step(self, key, state: SignalState, action, p: SignalParams):
+        obs, state, reward, terminated, truncated, info = self.step_env(key, state, action, p)
+        done = terminated | truncated
+        reset_obs, reset_state = self.reset(key, p)
+        new_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
+        info = {"success": info["success"], "final_obs": obs}
+        return jnp.where(done, reset_obs, obs), new_state, reward, terminated, truncated, info
+
+
+@cache
+def _env() -> SignalJax:
+    return SignalJax()
+
+
+def make_suite_env(suite: Suite) -> SignalJax:
+    """``f(suite) -> JaxEnv`` of the ``traffic-jax/signal-*`` suites (one stateless object)."""
+    return _env()
+
+
+INFLOW = sc.jax_suite(sc.INFLOW)
+LENGTH = sc.jax_suite(sc.LENGTH)
+SPEED = sc.jax_suite(sc.SPEED)

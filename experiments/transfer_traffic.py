@@ -1,0 +1,59 @@
+"""Transfer matrices and MBTL on the JAX traffic suites (issue 6).
+
+    python experiments/transfer_traffic.py            # compute / resume everything, then report
+    python experiments/transfer_traffic.py --report   # MBTL reports from the finished files
+
+Signal control (inflow) and eco-driving (green phase), 50 contexts each (MBTL's grids), on the
+JAX backends (cell-transmission model, IDM), SB3's PPO defaults (``agents/ppo.py``, preset
+``sb3``; MBTL trained DQN on signal control and PPO on eco-driving), 3 seeds; every source
+trained with the budget below (agent decisions) and evaluated zero-shot on all 50 targets
+(2 greedy episodes each). The multi-task baselines (``ppo``: no context in the observation,
+``ppo-context``: with it) get the total budget of independent training (50 x the per-source
+budget). Files go to ``results/transfer/<suite>/<agent>/seed<k>/transfer.json``; the MBTL
+reports (tables, curves, multipliers; K = 50, MBTL's slopes theta 0.001 / 0.005) to
+``results/transfer/mbtl-<name>/``. Every step resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# one XLA thread: shares the 2 cores with the other work on this machine
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                      "intra_op_parallelism_threads=1")  # fmt: skip
+
+from mtrl_bench.agents import mbtl  # noqa: E402
+
+from mtrl_bench.transfer import TransferConfig, multitask_row, transfer_matrix  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "transfer"
+TIMEOUT_S = 1800
+# name -> (suite, decisions per source, MBTL's slope theta)
+DOMAINS = {"signal-inflow": ("traffic-jax/signal-inflow-v1", 20_480, 0.001),
+           "eco-green": ("traffic-jax/eco-green-v1", 20_480, 0.005)}  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    only = [a for a in argv if a in DOMAINS]
+    for name, (suite, steps, theta) in DOMAINS.items():
+        if only and name not in only:
+            continue
+        cfg = TransferConfig(suite, "ppo", "sb3", steps, episodes=2, chunk=10)
+        if "--report" not in argv:
+            transfer_matrix(cfg, OUT, timeout_s=TIMEOUT_S)
+            for agent in ("ppo", "ppo-context"):
+                multitask_row(TransferConfig(suite, agent, "sb3", 50 * steps, episodes=2), OUT,
+                              timeout_s=2 * TIMEOUT_S)  # fmt: skip
+        run = OUT / suite.replace("/", "__")
+        matrices = sorted((run / "ppo").glob("seed*/transfer.json"))
+        rows = sorted(run.glob("ppo*-multitask/seed*/transfer.json"))
+        if matrices:
+            mbtl.main(["--matrices", *map(str, matrices), "--multitask", *map(str, rows),
+                       "--theta", str(theta), "--out", str(OUT / f"mbtl-{name}")])  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
