@@ -16,9 +16,13 @@ from mtrl_bench.registry import get_suite, suite_ids
 from mtrl_bench.types import EVAL_SEED_OFFSET, SEED_STRIDE
 
 METAWORLD_DEFAULT = ("metaworld/mt10-v1", "metaworld/ml10-rv1-h150-v1", "metaworld/mt1-pick-place-v1")
+#: SUMO suites: every task spawns a SUMO process (~1 s), 50 tasks per suite; one per family by
+#: default, all in the slow run (the JAX traffic suites all run by default)
+TRAFFIC_DEFAULT = ("traffic/signal-inflow-v1", "traffic/eco-green-v1")
 SUITES = [
     pytest.param(i, marks=pytest.mark.slow)
-    if i.startswith("metaworld/") and i not in METAWORLD_DEFAULT
+    if (i.startswith("metaworld/") and i not in METAWORLD_DEFAULT)
+    or (i.startswith("traffic/") and i not in TRAFFIC_DEFAULT)
     else i
     for i in suite_ids()
 ]

@@ -39,9 +39,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from mtrl_bench.envs import traffic
 from mtrl_bench.envs.traffic.sumo import SumoProcess, binary, run_tool
+
 from mtrl_bench.types import Suite, Task
 
 DT, HORIZON_S = 0.5, 300.0
@@ -100,8 +100,9 @@ def glide_to_green(obs: np.ndarray, green_s: float, horizon_s: float = 2.0) -> n
     v = slots[..., 3] * SPEED_LIMIT
     is_green = obs[..., -2:-1] > 0.5
     to_switch = obs[..., -1:] * (green_s + RED_S)
-    wait = np.where(is_green, np.where(dist / np.maximum(v, 0.1) < to_switch, 0.0,
-                                       to_switch + RED_S), to_switch)  # fmt: skip
+    # time to the line: at the current speed, or accelerating from (nearly) standstill
+    reach = dist / np.maximum(v, np.sqrt(ACCEL * np.maximum(dist, 0.0) / 2) + 1e-3)
+    wait = np.where(is_green, np.where(reach < to_switch, 0.0, to_switch + RED_S), to_switch)
     target = np.where(wait > 0, np.clip(dist / np.maximum(wait, 1e-3), 0, SPEED_LIMIT), SPEED_LIMIT)
     a = np.clip((target - v) / horizon_s, -MAX_ACTION, MAX_ACTION)
     return np.where(dist > 0, a, MAX_ACTION).astype(np.float32)
@@ -111,8 +112,9 @@ def glide_to_green(obs: np.ndarray, green_s: float, horizon_s: float = 2.0) -> n
 def write_network(folder: Path) -> Path:
     nodes = (f'<nodes><node id="A" x="0" y="0"/><node id="B" x="{APPROACH_M}" y="0" '
              f'type="traffic_light"/><node id="C" x="{ROAD_M}" y="0"/></nodes>')  # fmt: skip
-    edges = (f'<edges><edge id="approach" from="A" to="B" numLanes="1" speed="{SPEED_LIMIT}"/>'
-             f'<edge id="exit" from="B" to="C" numLanes="1" speed="{SPEED_LIMIT}"/></edges>')  # fmt: skip
+    lane = f'numLanes="1" speed="{SPEED_LIMIT}"'
+    edges = (f'<edges><edge id="approach" from="A" to="B" {lane}/>'
+             f'<edge id="exit" from="B" to="C" {lane}/></edges>')  # fmt: skip
     (folder / "n.nod.xml").write_text(nodes)
     (folder / "e.edg.xml").write_text(edges)
     net = folder / "net.net.xml"
@@ -187,7 +189,7 @@ class EcoDriver:
         return np.concatenate([slots.reshape(-1), np.asarray(extra, np.float32)])
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        for i, (v, dist, speed, cav) in enumerate(self.vehicles()):
+        for i, (v, _, speed, cav) in enumerate(self.vehicles()):
             if cav:
                 a = float(np.clip(action[i], -MAX_ACTION, MAX_ACTION))
                 self.sumo.vehicle.setSpeed(v, max(speed + a * DT, 0.0))
@@ -250,8 +252,7 @@ def _suite(name: str) -> Suite:
         options={"upstream": "SUMO 1.28 (libsumo)", "context_default": DEFAULTS[name],
                  "context_unit": unit, "success": f"episode return >= {SUCCESS_RETURN:g}",
                  "normaliser": f"MBTL eco-driving bounds {SCORE_BOUNDS}",
-                 "emissions": "VSP-linear CO2 surrogate (MOVES unavailable offline)",
-                 "async_from_envs": 4},
+                 "emissions": "VSP-linear CO2 surrogate (MOVES unavailable offline)"}
     )  # fmt: skip
 
 

@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
 from mtrl_bench.envs.traffic import eco as sc
+
 from mtrl_bench.types import Suite, Task
 
 _F32 = jnp.float32
@@ -78,8 +78,9 @@ class EcoJax:
     def obs(self, state: EcoState, p: EcoParams) -> jax.Array:
         pos, vel, cav, active = self._ordered(state)
         green, to_switch = sc.signal(state.t * sc.DT, p.green, p.red, jnp)
-        slots = jnp.stack([active, cav & active, jnp.where(active, (sc.APPROACH_M - pos) /
-                           sc.APPROACH_M, 0.0), jnp.where(active, vel / sc.SPEED_LIMIT, 0.0)], -1)  # fmt: skip
+        dist = jnp.where(active, (sc.APPROACH_M - pos) / sc.APPROACH_M, 0.0)
+        speed = jnp.where(active, vel / sc.SPEED_LIMIT, 0.0)
+        slots = jnp.stack([active, cav & active, dist, speed], -1)
         extra = jnp.stack([green.astype(_F32), to_switch / (p.green + p.red)])
         return jnp.concatenate([slots.astype(_F32).reshape(-1), extra])
 
@@ -127,7 +128,9 @@ class EcoJax:
         # arrivals (FIFO queue of CAV flags) and one insertion per step
         arrive = jax.random.bernoulli(k_arr, p.p_arrival)
         is_cav = jax.random.bernoulli(k_cav, p.penrate)
-        qc = jnp.where(arrive, st.queue_cav.at[jnp.minimum(st.queue, M - 1)].set(is_cav), st.queue_cav)
+        qc = jnp.where(
+            arrive, st.queue_cav.at[jnp.minimum(st.queue, M - 1)].set(is_cav), st.queue_cav
+        )
         queue = st.queue + arrive.astype(jnp.int32)
         last = (st.head + st.count - 1) % M
         room = jnp.where(st.count > 0, st.pos[last] - sc.VEH_LENGTH, jnp.inf)

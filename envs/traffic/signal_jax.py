@@ -11,9 +11,11 @@ speed v = the speed limit, jam density ``KJ`` = 1 / (vehicle length + min gap), 
 speed ``WAVE_SPEED`` (calibrated against SUMO, ``signal.py``), capacity ``Q = v KJ w / (v + w)``.
 Per second: sending ``S_i = min(r n_i, Q lanes)`` with ``r = v dt / cell length``, receiving
 ``R_i = min(Q lanes, (w dt / cell length) (KJ lanes cell_length - n_i))``, flows ``min(S_i,
-R_{i+1})``; the stop-line cell discharges ``S`` only while its movement is green (yellow
-discharges nothing) into an uncongested exit; arrivals wait in an entry queue (SUMO's insertion
-backlog) until the first cell receives them. Vehicles are continuous quantities.
+R_{i+1})``; the stop-line cell discharges ``S`` only while its movement is green into an
+uncongested exit -- not during yellow nor during the first ``LOST_S`` seconds of a new green (the
+start-up lost time of traffic engineering's effective green; calibrated against SUMO, whose
+vehicles accelerate at 1 m/s^2 from the stop line); arrivals wait in an entry queue (SUMO's
+insertion backlog) until the first cell receives them. Vehicles are continuous quantities.
 
 Delay (the reward's quantity): in one second a cell's vehicles lose ``n_i - y_i / r`` vehicle-
 seconds against free flow (``y_i`` its outflow: 0 lost in free flow, ``n_i`` when stopped), and
@@ -37,8 +39,8 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from mtrl_bench.envs.traffic import signal as sc
+
 from mtrl_bench.types import Suite, Task
 
 _F32 = jnp.float32
@@ -108,7 +110,8 @@ class SignalJax:
             flow=jnp.int32(round(c["inflow"])),
             r=_F32(v * sc.DT / cell), wr=_F32(sc.WAVE_SPEED * sc.DT / cell),
             q=_F32(sc.capacity(v)), jam=_F32(sc.KJ * cell),
-            active=jnp.asarray(active), entry=jnp.asarray(np.arange(MAX_CELLS) == MAX_CELLS - n_cells),
+            active=jnp.asarray(active),
+            entry=jnp.asarray(np.arange(MAX_CELLS) == MAX_CELLS - n_cells),
             bin_w=jnp.asarray(w, _F32), bin_cap=jnp.asarray(cap, _F32),
             lanes=jnp.asarray(sc.LANES, _F32), green=jnp.asarray(sc.GREEN_GROUPS),
             group_p=jnp.asarray(sc.GROUP_P, _F32),
@@ -128,7 +131,9 @@ class SignalJax:
         dep = sc.schedule(dep, p.flow, jnp)  # real vehicles first, the rest stay inf
         sec = jnp.where(real, dep, sc.HORIZON_S).astype(jnp.int32)
         per_second = jnp.zeros(sc.HORIZON_S + 1, jnp.int16).at[sec].add(jnp.int16(1))
-        upto = jnp.concatenate([jnp.zeros(1, jnp.int16), jnp.cumsum(per_second[:-1], dtype=jnp.int16)])
+        upto = jnp.concatenate(
+            [jnp.zeros(1, jnp.int16), jnp.cumsum(per_second[:-1], dtype=jnp.int16)]
+        )
         group = jax.random.choice(k_group, 8, (MAX_VEHICLES,), p=p.group_p)
         onehot = jax.nn.one_hot(group, 8, dtype=jnp.int16) * real[:, None].astype(jnp.int16)
         cum = jnp.concatenate([jnp.zeros((1, 8), jnp.int16), jnp.cumsum(onehot, 0, jnp.int16)])
@@ -164,8 +169,9 @@ class SignalJax:
 
         def body(s: int, st: SignalState) -> SignalState:
             live = (changed | (s < sc.GREEN_S)) & (st.t < sc.HORIZON_S)
-            yellow = changed & (s < sc.YELLOW_S)
-            green = p.green[action] & ~yellow
+            # a changed phase: yellow, then the start-up lost time before the queue discharges
+            blocked = changed & (s < sc.YELLOW_S + sc.LOST_S)
+            green = p.green[action] & ~blocked
             new = self.second(st, green, p)
             return jax.tree.map(lambda a, b: jnp.where(live, a, b), new, st)
 
