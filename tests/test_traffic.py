@@ -34,7 +34,7 @@ def test_ctm_fundamental_diagram(speed):
     lanes = np.asarray(signal.LANES)[:, None]
     q = signal.capacity(speed)
     assert q == pytest.approx(speed * signal.KJ * signal.WAVE_SPEED / (speed + signal.WAVE_SPEED))
-    st = st._replace(upto=jnp.zeros_like(st.upto))  # no arrivals
+    st = st._replace(dep=jnp.full_like(st.dep, jnp.inf))  # no arrivals
     # capacity: every active cell at jam density, green for every group
     jam = np.asarray(p.active)[None, :] * float(p.jam) * lanes
     full = st._replace(n=jnp.asarray(jam, jnp.float32))
@@ -61,21 +61,26 @@ def test_ctm_conserves_vehicles(attr, value):
     for _ in range(200):
         key, sub = jax.random.split(key)
         _, st, r, *_ = step(sub, st, jax.random.randint(sub, (), 0, 4), p)
-        arrived = st.cum[st.upto[st.t]].sum()
+        arrived = int((st.dep < st.t).sum())
         inside = float(st.n.sum() + st.queue.sum())
-        assert float(arrived) == pytest.approx(float(st.departed) + inside, abs=1e-2)
+        # float32 sums: relative error ~1e-5 after thousands of seconds
+        assert float(arrived) == pytest.approx(float(st.departed) + inside, rel=3e-5, abs=1e-2)
         assert float(r) <= 0
-    assert int(st.cum[-1].sum()) == int(value if attr == "inflow" else 1000)
+    assert int(np.isfinite(st.dep).sum()) == int(value if attr == "inflow" else 1000)
 
 
 def test_departure_schedule_is_vidalis_on_both_backends():
-    draws = np.sort(np.random.default_rng(0).weibull(2.0, 700))
+    draws = np.random.default_rng(0).weibull(2.0, 700)
     padded = np.concatenate([draws, np.full(signal_jax.MAX_VEHICLES - 700, np.inf)])
-    ours = np.asarray(signal.schedule(jnp.asarray(padded, jnp.float32), 700, jnp))
-    ref = signal.schedule(draws, 700)
-    lo, hi = np.floor(draws[1]), np.ceil(draws[-1])  # Vidali's linear map of the draws
-    np.testing.assert_array_equal(ref, np.clip(np.rint(5400 * (draws - lo) / (hi - lo)), 0, 5399))
-    assert np.all(np.diff(ref) >= 0) and ref.max() > 0.5 * signal.HORIZON_S
+    second = -jax.lax.top_k(-jnp.asarray(padded, jnp.float32), 2)[0][1]
+    ours = np.asarray(signal.schedule(jnp.asarray(padded, jnp.float32), second, jnp))
+    ref = signal.schedule(draws, np.partition(draws, 1)[1])
+    srt = np.sort(draws)
+    lo, hi = np.floor(srt[1]), np.ceil(srt[-1])  # Vidali's linear map of the sorted draws
+    np.testing.assert_array_equal(
+        np.sort(ref), np.clip(np.rint(5400 * (srt - lo) / (hi - lo)), 0, 5399)
+    )
+    assert ref.max() > 0.5 * signal.HORIZON_S
     np.testing.assert_array_equal(ours[:700], ref)  # whole seconds: float32 is exact here
     assert np.isinf(ours[700:]).all()
 
@@ -192,7 +197,7 @@ def test_jax_agrees_with_sumo_and_controllers_rank_the_same():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     import traffic_validation as tv
 
-    rows = tv.validate(seeds=2, grid="small")
+    rows = tv.validate("small")
     for row in rows:
         assert abs(row["rel_err"]) <= tv.TOLERANCE[row["metric"]], row
     for family in ("signal", "eco"):

@@ -96,12 +96,14 @@ def observation_space() -> gym.spaces.Box:
     return gym.spaces.Box(0.0, 1.0, (8 * (len(BIN_EDGES) - 1),), np.float32)
 
 
-def schedule(sorted_draws: Any, flow: Any, xp: Any = np) -> Any:
-    """Vidali's departure seconds from sorted Weibull draws (``inf`` beyond ``flow`` stays)."""
-    lo = xp.floor(sorted_draws[1])
-    hi = xp.ceil(sorted_draws[flow - 1])
-    t = xp.rint(HORIZON_S * (sorted_draws - lo) / (hi - lo))
-    return xp.where(xp.isfinite(sorted_draws), xp.clip(t, 0, HORIZON_S - 1), xp.inf)
+def schedule(draws: Any, second_smallest: Any, xp: Any = np) -> Any:
+    """Vidali's departure seconds from Weibull draws (``inf`` marks "no vehicle" and stays):
+    ``floor`` of the second-smallest draw maps to 0 s and ``ceil`` of the largest to 5400 s."""
+    finite = xp.isfinite(draws)
+    lo = xp.floor(second_smallest)
+    hi = xp.ceil(xp.max(xp.where(finite, draws, -xp.inf)))
+    t = xp.rint(HORIZON_S * (draws - lo) / (hi - lo))
+    return xp.where(finite, xp.clip(t, 0, HORIZON_S - 1), xp.inf)
 
 
 # ---------------------------------------------------------------- SUMO reference backend
@@ -140,7 +142,8 @@ def write_network(folder: Path, length: float, speed: float) -> Path:
 
 def write_routes(path: Path, flow: int, rng: np.random.Generator) -> None:
     """One episode's vehicles (Vidali's schedule and route shares, module docstring)."""
-    dep = schedule(np.sort(rng.weibull(WEIBULL_SHAPE, flow)), flow)
+    draws = rng.weibull(WEIBULL_SHAPE, flow)
+    dep = schedule(draws, np.partition(draws, 1)[1])
     group = rng.choice(8, size=flow, p=GROUP_P)
     right = rng.random(flow) < TURN_P / GROUP_P[0]  # right turners of group 2a
     routes = "".join(

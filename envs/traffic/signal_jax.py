@@ -21,10 +21,14 @@ Delay (the reward's quantity): in one second a cell's vehicles lose ``n_i - y_i 
 seconds against free flow (``y_i`` its outflow: 0 lost in free flow, ``n_i`` when stopped), and
 every vehicle in an entry queue loses a whole second -- the CTM form of SUMO's time loss.
 
-Arrivals: the exact departure schedule of ``signal.py`` (Weibull(2) draws mapped onto the
-episode, each vehicle's movement group drawn independently), drawn from the reset key; per
-second, a cumulative count per second (a scatter-add and ``cumsum`` at reset) and a cumulative
-count per group give the arrivals. (``jnp.searchsorted`` per second was the first version: under
+Arrivals: the departure schedule of ``signal.py`` (Weibull(2) draws mapped onto the episode)
+drawn from the reset key and kept unsorted; each second counts the vehicles due in it with one
+comparison over the 2500 slots (sorting them at reset made the autoresetting ``step`` 30x slower
+than ``step_env`` on CPU, ``benchmarks/traffic_throughput.py``). Deviation
+between the backends: the CTM splits each second's arrivals among the movement groups in
+proportion to the route shares (a fluid model, like the CTM itself), where SUMO draws every
+vehicle's route; the reset's cost matters, because the autoresetting ``step`` computes a reset
+on every step under ``vmap``. (``jnp.searchsorted`` per second was the first version: under
 ``vmap`` inside PPO's scans it deadlocks jaxlib 0.10.2's CPU runtime.)
 
 Everything is float32 / int32 and static-shaped; ``jax.vmap`` over stacked params mixes contexts.
@@ -66,8 +70,7 @@ class SignalParams(NamedTuple):
 class SignalState(NamedTuple):
     n: jax.Array  # (8, MAX_CELLS) vehicles per cell
     queue: jax.Array  # (8,) vehicles waiting to enter
-    upto: jax.Array  # (HORIZON_S + 1,) int16 vehicles departing before second t
-    cum: jax.Array  # (MAX_VEHICLES + 1, 8) int16 departures per group among the first k
+    dep: jax.Array  # (MAX_VEHICLES,) departure second of every vehicle (inf: none)
     t: jax.Array  # simulated seconds
     steps: jax.Array  # decisions taken
     phase: jax.Array  # current green phase, -1 before the first decision
@@ -124,21 +127,14 @@ class SignalJax:
         return jnp.clip(occ, 0.0, 1.0).reshape(-1)
 
     def reset(self, key: jax.Array, p: SignalParams) -> tuple[jax.Array, SignalState]:
-        k_time, k_group = jax.random.split(key)
-        draws = jax.random.weibull_min(k_time, 1.0, sc.WEIBULL_SHAPE, (MAX_VEHICLES,), _F32)
+        draws = jax.random.weibull_min(key, 1.0, sc.WEIBULL_SHAPE, (MAX_VEHICLES,), _F32)
         real = jnp.arange(MAX_VEHICLES) < p.flow
-        dep = jnp.sort(jnp.where(real, draws, jnp.inf))
-        dep = sc.schedule(dep, p.flow, jnp)  # real vehicles first, the rest stay inf
-        sec = jnp.where(real, dep, sc.HORIZON_S).astype(jnp.int32)
-        per_second = jnp.zeros(sc.HORIZON_S + 1, jnp.int16).at[sec].add(jnp.int16(1))
-        upto = jnp.concatenate(
-            [jnp.zeros(1, jnp.int16), jnp.cumsum(per_second[:-1], dtype=jnp.int16)]
-        )
-        group = jax.random.choice(k_group, 8, (MAX_VEHICLES,), p=p.group_p)
-        onehot = jax.nn.one_hot(group, 8, dtype=jnp.int16) * real[:, None].astype(jnp.int16)
-        cum = jnp.concatenate([jnp.zeros((1, 8), jnp.int16), jnp.cumsum(onehot, 0, jnp.int16)])
+        draws = jnp.where(real, draws, jnp.inf)
+        # the second-smallest draw by two reductions (lax.top_k is ~50x slower here under vmap)
+        second = jnp.where(jnp.arange(MAX_VEHICLES) == jnp.argmin(draws), jnp.inf, draws).min()
+        dep = sc.schedule(draws, second, jnp)
         state = SignalState(
-            n=jnp.zeros((8, MAX_CELLS), _F32), queue=jnp.zeros(8, _F32), upto=upto, cum=cum,
+            n=jnp.zeros((8, MAX_CELLS), _F32), queue=jnp.zeros(8, _F32), dep=dep,
             t=jnp.int32(0), steps=jnp.int32(0), phase=jnp.int32(-1), delay=_F32(0.0),
             departed=_F32(0.0),
         )  # fmt: skip
@@ -146,8 +142,8 @@ class SignalJax:
 
     def second(self, state: SignalState, green: jax.Array, p: SignalParams) -> SignalState:
         """One simulated second with the movement groups ``green`` (8,) discharging."""
-        before, after = state.upto[state.t], state.upto[jnp.minimum(state.t + 1, sc.HORIZON_S)]
-        queue = state.queue + (state.cum[after] - state.cum[before]).astype(_F32)
+        arrivals = (state.dep == state.t.astype(_F32)).sum()  # whole seconds
+        queue = state.queue + arrivals.astype(_F32) * p.group_p  # fluid route split
         lanes = p.lanes[:, None]
         send = jnp.minimum(p.r * state.n, p.q * lanes)
         recv = jnp.minimum(p.q * lanes, p.wr * (p.jam * lanes - state.n)) * p.active
@@ -156,8 +152,11 @@ class SignalJax:
         out = jnp.concatenate([inner, out_last[:, None]], axis=1)
         enter = jnp.minimum(queue, (recv * p.entry).sum(-1))
         n = state.n - out + jnp.pad(inner, ((0, 0), (1, 0))) + enter[:, None] * p.entry
+        # free-flow outflow decays a cell geometrically; flush what is left of a vehicle at 1e-6
+        # (float32 subnormals, reached after ~100 s, make CPU arithmetic ~100x slower)
+        n = jnp.where(n < 1e-6, 0.0, n)
         queue = queue - enter
-        lost = (state.n - out / p.r).sum() + queue.sum()
+        lost = jnp.maximum(state.n - out / p.r, 0.0).sum() + queue.sum()  # >= 0 up to rounding
         return state._replace(
             n=n, queue=queue, t=state.t + 1, delay=state.delay + lost,
             departed=state.departed + out_last.sum(),
