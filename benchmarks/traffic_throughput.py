@@ -6,8 +6,8 @@ the SUMO reference (libsumo) on the same scenario, in one run (DESIGN §7).
 Unit on both sides: **simulated seconds per wall second**, summed over the batch. Workload: the
 default context of each family (signal: inflow 1000 veh per episode, 750 m, 13.89 m/s; eco:
 400 veh/h, penetration 0.2, green 10 s) under a fixed controller, so that both simulators do the
-same work: signal control keeps phase 0 (every decision is 10 simulated seconds), eco-driving
-lets IDM drive every vehicle (every step is 0.5 s).
+same work: signal control runs fixed-time (every phase for 2 decisions in turn: 14 + 10
+simulated seconds per phase), eco-driving lets IDM drive every vehicle (every step is 0.5 s).
 
 - ours: ``B`` envs (B = 1, 64, 1024, 4096) stepped by one jitted ``lax.scan`` over
   ``vmap(step)`` (autoreset included), compile time excluded (AOT) and reported;
@@ -43,23 +43,25 @@ OUT = Path(__file__).resolve().parent / "out"
 BATCHES = (1, 64, 1024, 4096)
 
 
-def _jax_rate(env, suite, action, sim_per_step: float, batch: int, steps: int) -> dict:
+def _jax_rate(env, suite, policy, sim_per_step: float, batch: int, steps: int) -> dict:
+    """``policy(i)``: the action of decision ``i`` (the same for every env)."""
     task = suite.tasks[int(np.argmin([abs(t.kwargs[1][1] - suite.options["context_default"])
                                       for t in suite.tasks]))]  # fmt: skip
     params = stack_params(env, [task] * batch)
     keys = jax.random.split(jax.random.PRNGKey(0), batch)
     _, state = jax.vmap(env.reset)(keys, params)
-    actions = jnp.broadcast_to(jnp.asarray(action), (batch, *np.shape(action)))
 
     def run(carry):
-        def body(c, _):
+        def body(c, i):
             st, k = c
             k, sub = jax.random.split(k)
             step_keys = jax.random.split(sub, batch)
+            action = jnp.asarray(policy(i))
+            actions = jnp.broadcast_to(action, (batch, *action.shape))
             _, st, *_ = jax.vmap(env.step)(step_keys, st, actions, params)
             return (st, k), None
 
-        return jax.lax.scan(body, carry, None, length=steps)[0]
+        return jax.lax.scan(body, carry, jnp.arange(steps))[0]
 
     carry = (state, jax.random.PRNGKey(1))
     start = time.perf_counter()
@@ -74,11 +76,11 @@ def _jax_rate(env, suite, action, sim_per_step: float, batch: int, steps: int) -
             "compile_s": compile_s, "load": _load()}  # fmt: skip
 
 
-def _sumo_rate(driver, action, sim_per_step: float, steps: int) -> float:
+def _sumo_rate(driver, policy, sim_per_step: float, steps: int) -> float:
     driver.reset(0)
     start = time.perf_counter()
-    for _ in range(steps):
-        *_, truncated, _ = driver.step(action)
+    for i in range(steps):
+        *_, truncated, _ = driver.step(policy(i))
         if truncated:
             driver.reset(1)
     elapsed = time.perf_counter() - start
@@ -86,14 +88,19 @@ def _sumo_rate(driver, action, sim_per_step: float, steps: int) -> float:
     return steps * sim_per_step / elapsed
 
 
+def _fixed_time(i):
+    return (i // 2) % signal.NUM_PHASES
+
+
 def signal_family(quick: bool) -> tuple[list[dict], float]:
     env, suite = signal_jax.SignalJax(), signal_jax.INFLOW
     steps = (
-        {1: 540, 64: 200, 1024: 30, 4096: 10} if quick else {1: 2000, 64: 540, 1024: 100, 4096: 30}
+        {1: 450, 64: 200, 1024: 40, 4096: 12} if quick else {1: 1800, 64: 450, 1024: 100, 4096: 30}
     )
-    ours = [_jax_rate(env, suite, 0, signal.GREEN_S, b, steps[b]) for b in BATCHES]
+    per = (signal.GREEN_S + signal.YELLOW_S + signal.GREEN_S) / 2  # fixed-time: 12 s a decision
+    ours = [_jax_rate(env, suite, _fixed_time, per, b, steps[b]) for b in BATCHES]
     driver = signal.SignalDriver(**signal.DEFAULTS)
-    return ours, _sumo_rate(driver, 0, signal.GREEN_S, 540 if quick else 1620)
+    return ours, _sumo_rate(driver, _fixed_time, per, 450 if quick else 1350)
 
 
 def eco_family(quick: bool) -> tuple[list[dict], float]:
@@ -104,9 +111,9 @@ def eco_family(quick: bool) -> tuple[list[dict], float]:
         else {1: 6000, 64: 1200, 1024: 300, 4096: 100}
     )
     act = np.full(eco.MAX_VEHICLES, eco.MAX_ACTION, np.float32)
-    ours = [_jax_rate(env, suite, act, eco.DT, b, steps[b]) for b in BATCHES]
+    ours = [_jax_rate(env, suite, lambda i: act, eco.DT, b, steps[b]) for b in BATCHES]
     driver = eco.EcoDriver(**eco.DEFAULTS)
-    return ours, _sumo_rate(driver, act, eco.DT, 600 if quick else 1800)
+    return ours, _sumo_rate(driver, lambda i: act, eco.DT, 600 if quick else 1800)
 
 
 FAMILIES = {"signal": signal_family, "eco": eco_family}

@@ -1,18 +1,21 @@
 """The JAX traffic models against SUMO on matched scenarios (issue 6): the agreement table.
 
-    python experiments/traffic_validation.py            # full grid, 3 seeds -> results/traffic/
-    python experiments/traffic_validation.py --small    # the slow test's grid, 2 seeds
+    python experiments/traffic_validation.py            # full grid -> results/traffic/
+    python experiments/traffic_validation.py --small    # the slow test's grid, fewer seeds
 
 For every context of a small grid and two simple controllers per family, one episode per seed on
-each backend (same scenario definition, independent random draws: the backends share the
-arrival *process*, not the draws), then seed-averaged metrics and their relative error:
+each backend (3 seeds for signal control, 8 for eco-driving; same scenario definition,
+independent random draws: the backends share the arrival *process*, not the draws), then
+seed-averaged metrics and their relative error:
 
 - signal control (fixed-time: every phase for 2 decisions in turn; max-pressure: the phase whose
   green movement groups hold the most vehicles within 40 m of the stop line, read off the
   observation): mean delay per vehicle (s, minus the return), throughput (vehicles discharged
   per hour), vehicles in the system (mean over decisions);
 - eco-driving (all-IDM: every CAV asks for +3 m/s^2, so IDM drives it; glide-to-green,
-  ``eco.glide_to_green``): return, mean speed (m/s, over vehicles and steps), throughput (veh/h).
+  ``eco.glide_to_green``): return, mean speed (m/s, over vehicles and steps), exit share (the
+  share of the episode's generated vehicles that left the exit by its end: a throughput that
+  does not depend on how many vehicles the draws generated).
 
 Controller ranking: per context, does the better controller (by return) agree across backends.
 Writes ``results/traffic/validation.json`` and ``validation.md``.
@@ -32,8 +35,12 @@ from mtrl_bench.results import atomic_write_json, provenance
 from mtrl_bench.types import Task
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "traffic"
-TOLERANCE = {"delay_s": 0.25, "throughput_vph": 0.10, "in_system": 0.30,
-             "return": 0.25, "mean_speed": 0.25}  # fmt: skip
+TOLERANCE = {"delay_s": 0.30, "throughput_vph": 0.05, "in_system": 0.15,
+             "return": 0.30, "mean_speed": 0.30, "exit_share": 0.30}  # fmt: skip
+RANK_MARGIN = 0.03
+#: episodes per backend, context and controller: eco-driving episodes are short (300 s, ~33
+#: vehicles at the default inflow), so their demand noise needs more of them
+SEEDS = {"full": {"signal": 3, "eco": 8}, "small": {"signal": 2, "eco": 4}}
 GRIDS = {
     "full": {"signal": [("inflow", v) for v in (250, 750, 1250, 1750, 2250)]
              + [("length", v) for v in (100, 400, 1500)] + [("speed", v) for v in (5, 10, 20)],
@@ -110,13 +117,14 @@ def _eco_jax(ctx: dict, policy, seed: int) -> dict:
         if int(st.count):
             speeds.append(float((st.vel * st.active).sum()) / int(st.count))
     return {"return": ret, "mean_speed": float(np.mean(speeds)),
-            "throughput_vph": int(st.exited) * 3600 / eco.HORIZON_S}  # fmt: skip
+            "exit_share": int(st.exited) / max(int(st.arrived), 1)}  # fmt: skip
 
 
 def _eco_sumo(ctx: dict, policy, seed: int) -> dict:
     full = {**eco.DEFAULTS, **ctx}
     d = eco.EcoDriver(**full)
     obs, ret, speeds = d.reset(seed), 0.0, []
+    generated = (d.folder / "routes.rou.xml").read_text().count("<vehicle ")
     try:
         for _ in range(eco.MAX_STEPS):
             obs, r, _, _, info = d.step(policy(obs, full["green"]))
@@ -127,7 +135,7 @@ def _eco_sumo(ctx: dict, policy, seed: int) -> dict:
     finally:
         d.close()
     return {"return": ret, "mean_speed": float(np.mean(speeds)),
-            "throughput_vph": info["exited"] * 3600 / eco.HORIZON_S}  # fmt: skip
+            "exit_share": info["exited"] / max(generated, 1)}  # fmt: skip
 
 
 FAMILIES = {
@@ -136,10 +144,11 @@ FAMILIES = {
 }
 
 
-def validate(seeds: int = 3, grid: str = "full") -> list[dict]:
+def validate(grid: str = "full") -> list[dict]:
     """One row per (family, context, controller, metric) with both means and the relative error."""
     rows = []
     for family, (controllers, run_jax, run_sumo) in FAMILIES.items():
+        seeds = SEEDS[grid][family]
         for attr, value in GRIDS[grid][family]:
             ctx = {attr: float(value)}
             for name, policy in controllers.items():
@@ -154,8 +163,10 @@ def validate(seeds: int = 3, grid: str = "full") -> list[dict]:
     return rows
 
 
-def ranking_agreement(rows: list[dict], family: str) -> float:
-    """Fraction of contexts where both backends rank the family's two controllers the same."""
+def ranking_agreement(rows: list[dict], family: str, margin: float = 0.0) -> float:
+    """Fraction of contexts where both backends rank the family's two controllers the same;
+    with ``margin``, only the contexts where both backends separate the controllers by more than
+    that fraction of their score (the others are ties within the seed noise)."""
     metric = "delay_s" if family == "signal" else "return"
     sign = -1.0 if family == "signal" else 1.0  # lower delay is better
     by_ctx: dict[tuple, dict[str, tuple[float, float]]] = {}
@@ -168,8 +179,10 @@ def ranking_agreement(rows: list[dict], family: str) -> float:
     agree = []
     for scores in by_ctx.values():
         (a_j, a_s), (b_j, b_s) = scores.values()
-        agree.append(np.sign(sign * (a_j - b_j)) == np.sign(sign * (a_s - b_s)))
-    return float(np.mean(agree))
+        clear = all(abs(a - b) > margin * max(abs(a), abs(b)) for a, b in ((a_j, b_j), (a_s, b_s)))
+        if clear:
+            agree.append(np.sign(sign * (a_j - b_j)) == np.sign(sign * (a_s - b_s)))
+    return float(np.mean(agree)) if agree else float("nan")
 
 
 def table(rows: list[dict]) -> str:
@@ -181,18 +194,21 @@ def table(rows: list[dict]) -> str:
                      f"{r['jax']:.2f} | {r['sumo']:.2f} | {r['rel_err']:+.1%} |")  # fmt: skip
     for family in FAMILIES:
         lines.append(f"\nController ranking agreement ({family}): "
-                     f"{ranking_agreement(rows, family):.0%} of contexts")  # fmt: skip
+                     f"{ranking_agreement(rows, family):.0%} of all contexts, "
+                     f"{ranking_agreement(rows, family, RANK_MARGIN):.0%} of the contexts where "
+                     f"both backends separate the controllers by > {RANK_MARGIN:.0%}")  # fmt: skip
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     small = "--small" in argv
-    rows = validate(seeds=2 if small else 3, grid="small" if small else "full")
+    rows = validate("small" if small else "full")
     text = table(rows)
     print(text)
     if not small:
         OUT.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(OUT / "validation.json", {"rows": rows, "seeds": 3, **provenance()})
+        atomic_write_json(OUT / "validation.json", {"rows": rows, "seeds": SEEDS["full"],
+                                                    **provenance()})  # fmt: skip
         (OUT / "validation.md").write_text(text + "\n")
     return 0
 

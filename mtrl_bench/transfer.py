@@ -197,6 +197,11 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 def _chunk(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
     """Train and evaluate one chunk of sources x seeds; write its ``partial`` file."""
+    import jax
+
+    # synchronous execution on this thread: the async CPU dispatch is where jaxlib 0.10.2's
+    # hangs were seen (the main thread waits forever in block_until_ready)
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
     suite, env, pcfg = _setup(cfg)
     runs = [(x, s) for x in chunk for s in cfg.seeds]
     slots = [_slots(env, suite, pcfg, x) for x, _ in runs]

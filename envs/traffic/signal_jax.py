@@ -24,12 +24,12 @@ every vehicle in an entry queue loses a whole second -- the CTM form of SUMO's t
 Arrivals: the departure schedule of ``signal.py`` (Weibull(2) draws mapped onto the episode)
 drawn from the reset key and kept unsorted; each second counts the vehicles due in it with one
 comparison over the 2500 slots (sorting them at reset made the autoresetting ``step`` 30x slower
-than ``step_env`` on CPU, ``benchmarks/traffic_throughput.py``). Deviation
-between the backends: the CTM splits each second's arrivals among the movement groups in
-proportion to the route shares (a fluid model, like the CTM itself), where SUMO draws every
-vehicle's route; the reset's cost matters, because the autoresetting ``step`` computes a reset
-on every step under ``vmap``. (``jnp.searchsorted`` per second was the first version: under
-``vmap`` inside PPO's scans it deadlocks jaxlib 0.10.2's CPU runtime.)
+than ``step_env`` on CPU: under ``vmap`` the reset is computed on every step). Each arriving
+vehicle draws its movement group from the step's key when it arrives (SUMO's routes are drawn
+per vehicle too; a fluid split of every vehicle over all 8 groups was tried and made
+max-pressure's delay 2x SUMO's at low inflow: it sees a fraction of a vehicle everywhere).
+(``jnp.searchsorted`` per second, the first version, deadlocked jaxlib 0.10.2's CPU runtime
+under ``vmap`` inside PPO's scans.)
 
 Everything is float32 / int32 and static-shaped; ``jax.vmap`` over stacked params mixes contexts.
 """
@@ -50,6 +50,7 @@ from mtrl_bench.types import Suite, Task
 _F32 = jnp.float32
 MAX_CELLS = 64
 MAX_VEHICLES = 2500  # the largest inflow context
+MAX_ARRIVALS = 8  # route draws per second
 
 
 class SignalParams(NamedTuple):
@@ -140,10 +141,16 @@ class SignalJax:
         )  # fmt: skip
         return self.obs(state, p), state
 
-    def second(self, state: SignalState, green: jax.Array, p: SignalParams) -> SignalState:
+    def second(self, key, state: SignalState, green: jax.Array, p: SignalParams) -> SignalState:
         """One simulated second with the movement groups ``green`` (8,) discharging."""
         arrivals = (state.dep == state.t.astype(_F32)).sum()  # whole seconds
-        queue = state.queue + arrivals.astype(_F32) * p.group_p  # fluid route split
+        # each arriving vehicle draws its movement group, as SUMO's routes are drawn; beyond
+        # MAX_ARRIVALS in one second (P < 1e-5 at the peak of 2500 vehicles) the rest split fluidly
+        draws = jax.random.categorical(key, jnp.log(p.group_p), shape=(MAX_ARRIVALS,))
+        drawn = jnp.arange(MAX_ARRIVALS) < arrivals
+        by_group = (jax.nn.one_hot(draws, 8, dtype=_F32) * drawn[:, None]).sum(0)
+        extra = jnp.maximum(arrivals - MAX_ARRIVALS, 0).astype(_F32) * p.group_p
+        queue = state.queue + by_group + extra
         lanes = p.lanes[:, None]
         send = jnp.minimum(p.r * state.n, p.q * lanes)
         recv = jnp.minimum(p.q * lanes, p.wr * (p.jam * lanes - state.n)) * p.active
@@ -171,7 +178,7 @@ class SignalJax:
             # a changed phase: yellow, then the start-up lost time before the queue discharges
             blocked = changed & (s < sc.YELLOW_S + sc.LOST_S)
             green = p.green[action] & ~blocked
-            new = self.second(st, green, p)
+            new = self.second(jax.random.fold_in(key, s), st, green, p)
             return jax.tree.map(lambda a, b: jnp.where(live, a, b), new, st)
 
         delay0 = state.delay
@@ -184,9 +191,10 @@ class SignalJax:
         return self.obs(state, p), state, reward, jnp.zeros((), bool), truncated, info
 
     def step(self, key, state: SignalState, action, p: SignalParams):
-        obs, state, reward, terminated, truncated, info = self.step_env(key, state, action, p)
+        k_step, k_reset = jax.random.split(key)
+        obs, state, reward, terminated, truncated, info = self.step_env(k_step, state, action, p)
         done = terminated | truncated
-        reset_obs, reset_state = self.reset(key, p)
+        reset_obs, reset_state = self.reset(k_reset, p)
         new_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
         info = {"success": info["success"], "final_obs": obs}
         return jnp.where(done, reset_obs, obs), new_state, reward, terminated, truncated, info
