@@ -58,3 +58,15 @@ class JaxEnv(Protocol):
 def stack_params(env: JaxEnv, tasks: Sequence[Task]) -> PyTree:
     """Params of ``tasks`` stacked on a leading axis (for ``jax.vmap`` over tasks)."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *[env.params(t) for t in tasks])
+
+
+def autoreset(step_out: tuple, reset_out: tuple[jax.Array, PyTree]) -> tuple:
+    """SAME_STEP ``step`` from ``step_env``'s output and a fresh ``reset``: where the episode
+    ended, the returned obs and state are the new episode's; ``info`` keeps ``success`` and adds
+    ``final_obs``."""
+    obs, state, reward, terminated, truncated, info = step_out
+    reset_obs, reset_state = reset_out
+    done = terminated | truncated
+    state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
+    info = {"success": info["success"], "final_obs": obs}
+    return jnp.where(done, reset_obs, obs), state, reward, terminated, truncated, info

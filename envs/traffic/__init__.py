@@ -40,6 +40,19 @@ def splits() -> dict[str, tuple[int, ...]]:
     }
 
 
+def jax_suite(suite: Suite, module: str, model: str) -> Suite:
+    """The SUMO suite's tasks and splits on the JAX backend in ``module`` (``make_suite_env``)."""
+    return Suite(
+        id=suite.id.replace("traffic/", "traffic-jax/", 1),
+        tasks=suite.tasks,
+        splits=dict(suite.splits),
+        env_factory=f"mtrl_bench.envs.traffic.{module}:make_suite_env",
+        backend="jax",
+        description=suite.description.replace("on SUMO", f"on a JAX {model}"),
+        options={**suite.options, "upstream": f"{model} (JAX)"},
+    )
+
+
 def context_suite(
     suite_id: str,
     family: str,

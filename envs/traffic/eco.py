@@ -40,7 +40,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from mtrl_bench.envs import traffic
-from mtrl_bench.envs.traffic.sumo import SumoProcess, binary, run_tool
+from mtrl_bench.envs.traffic.sumo import SumoEnv, binary, run_tool
 
 from mtrl_bench.types import Suite, Task
 
@@ -216,28 +216,10 @@ class EcoDriver:
             self.running = False
 
 
-class EcoSumoEnv(gym.Env):
-    """One context of the ``traffic/eco-*`` suites on SUMO (module docstring)."""
-
-    def __init__(self, inflow: float, penrate: float, green: float) -> None:
-        self.observation_space = observation_space()
-        self.action_space = action_space()
-        self.proc = SumoProcess("mtrl_bench.envs.traffic.eco:EcoDriver", inflow=inflow,
-                                penrate=penrate, green=green)  # fmt: skip
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        return self.proc.call("reset", int(self.np_random.integers(2**31 - 1))), {"success": False}
-
-    def step(self, action):
-        return self.proc.call("step", np.asarray(action, np.float32))
-
-    def close(self) -> None:
-        self.proc.close()
-
-
 def make_env(task: Task, suite: Suite) -> gym.Env:
-    return EcoSumoEnv(**context(task))
+    """One context of the ``traffic/eco-*`` suites on SUMO (module docstring)."""
+    return SumoEnv("mtrl_bench.envs.traffic.eco:EcoDriver", observation_space(), action_space(),
+                   **context(task))  # fmt: skip
 
 
 def _suite(name: str) -> Suite:
@@ -253,16 +235,6 @@ def _suite(name: str) -> Suite:
                  "context_unit": unit, "success": f"episode return >= {SUCCESS_RETURN:g}",
                  "normaliser": f"MBTL eco-driving bounds {SCORE_BOUNDS}",
                  "emissions": "VSP-linear CO2 surrogate (MOVES unavailable offline)"}
-    )  # fmt: skip
-
-
-def jax_suite(suite: Suite) -> Suite:
-    """The same tasks and splits on the JAX IDM backend."""
-    return Suite(
-        id=suite.id.replace("traffic/", "traffic-jax/", 1), tasks=suite.tasks,
-        splits=dict(suite.splits), env_factory="mtrl_bench.envs.traffic.eco_jax:make_suite_env",
-        backend="jax", description=suite.description.replace("on SUMO", "on a JAX IDM model"),
-        options={**suite.options, "upstream": "IDM car-following model (JAX)"},
     )  # fmt: skip
 
 

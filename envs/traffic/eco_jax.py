@@ -22,8 +22,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from mtrl_bench.envs import traffic
 from mtrl_bench.envs.traffic import eco as sc
 
+from mtrl_bench.jax_env import autoreset
 from mtrl_bench.types import Suite, Task
 
 _F32 = jnp.float32
@@ -153,12 +155,7 @@ class EcoJax:
         return self.obs(st, p), st, reward, jnp.zeros((), bool), truncated, info
 
     def step(self, key, state: EcoState, action, p: EcoParams):
-        obs, state, reward, terminated, truncated, info = self.step_env(key, state, action, p)
-        done = terminated | truncated
-        reset_obs, reset_state = self.reset(key, p)
-        new_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
-        info = {"success": info["success"], "final_obs": obs}
-        return jnp.where(done, reset_obs, obs), new_state, reward, terminated, truncated, info
+        return autoreset(self.step_env(key, state, action, p), self.reset(key, p))
 
 
 @cache
@@ -171,6 +168,7 @@ def make_suite_env(suite: Suite) -> EcoJax:
     return _env()
 
 
-INFLOW = sc.jax_suite(sc.INFLOW)
-PENRATE = sc.jax_suite(sc.PENRATE)
-GREEN = sc.jax_suite(sc.GREEN)
+INFLOW, PENRATE, GREEN = (
+    traffic.jax_suite(s, "eco_jax", "IDM car-following model")
+    for s in (sc.INFLOW, sc.PENRATE, sc.GREEN)
+)

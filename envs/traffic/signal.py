@@ -48,7 +48,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from mtrl_bench.envs import traffic
-from mtrl_bench.envs.traffic.sumo import SumoProcess, run_tool
+from mtrl_bench.envs.traffic.sumo import SumoEnv, run_tool
 
 from mtrl_bench.types import Suite, Task
 
@@ -223,8 +223,8 @@ class SignalDriver:
         self.delay += lost
         self.departed = self.sumo.simulation.getArrivedNumber() + self.departed
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        delay0 = self.delay
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action, delay0 = int(action), self.delay
         if self.phase >= 0 and action != self.phase:
             self._signal(GREEN_GROUPS[self.phase], "y")
             for _ in range(YELLOW_S):
@@ -253,30 +253,10 @@ def _group(lane: str) -> int:
     return 2 * ARMS.index(arm) + (int(k) == 3)
 
 
-class SignalSumoEnv(gym.Env):
-    """One context of the ``traffic/signal-*`` suites on SUMO (module docstring)."""
-
-    def __init__(self, inflow: float, length: float, speed: float) -> None:
-        self.observation_space = observation_space()
-        self.action_space = gym.spaces.Discrete(NUM_PHASES)
-        self.proc = SumoProcess(
-            "mtrl_bench.envs.traffic.signal:SignalDriver", inflow=inflow, length=length, speed=speed
-        )
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        episode_seed = int(self.np_random.integers(2**31 - 1))
-        return self.proc.call("reset", episode_seed), {"success": False}
-
-    def step(self, action):
-        return self.proc.call("step", int(action))
-
-    def close(self) -> None:
-        self.proc.close()
-
-
 def make_env(task: Task, suite: Suite) -> gym.Env:
-    return SignalSumoEnv(**context(task))
+    """One context of the ``traffic/signal-*`` suites on SUMO (module docstring)."""
+    return SumoEnv("mtrl_bench.envs.traffic.signal:SignalDriver", observation_space(),
+                   gym.spaces.Discrete(NUM_PHASES), **context(task))  # fmt: skip
 
 
 def _suite(name: str) -> Suite:
@@ -290,16 +270,6 @@ def _suite(name: str) -> Suite:
         options={"upstream": "SUMO 1.28 (libsumo)", "context_default": DEFAULTS[name],
                  "context_unit": unit, "success": f"mean delay <= {SUCCESS_DELAY_S:g} s/vehicle",
                  "normaliser": f"MBTL traffic-signal bounds {SCORE_BOUNDS} (negated delay)"}
-    )  # fmt: skip
-
-
-def jax_suite(suite: Suite) -> Suite:
-    """The same tasks and splits on the JAX cell-transmission backend."""
-    return Suite(
-        id=suite.id.replace("traffic/", "traffic-jax/", 1), tasks=suite.tasks,
-        splits=dict(suite.splits), env_factory="mtrl_bench.envs.traffic.signal_jax:make_suite_env",
-        backend="jax", description=suite.description.replace("on SUMO", "on a JAX CTM"),
-        options={**suite.options, "upstream": "cell-transmission model (JAX)"},
     )  # fmt: skip
 
 

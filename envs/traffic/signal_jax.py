@@ -43,8 +43,10 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from mtrl_bench.envs import traffic
 from mtrl_bench.envs.traffic import signal as sc
 
+from mtrl_bench.jax_env import autoreset
 from mtrl_bench.types import Suite, Task
 
 _F32 = jnp.float32
@@ -192,12 +194,7 @@ class SignalJax:
 
     def step(self, key, state: SignalState, action, p: SignalParams):
         k_step, k_reset = jax.random.split(key)
-        obs, state, reward, terminated, truncated, info = self.step_env(k_step, state, action, p)
-        done = terminated | truncated
-        reset_obs, reset_state = self.reset(k_reset, p)
-        new_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
-        info = {"success": info["success"], "final_obs": obs}
-        return jnp.where(done, reset_obs, obs), new_state, reward, terminated, truncated, info
+        return autoreset(self.step_env(k_step, state, action, p), self.reset(k_reset, p))
 
 
 @cache
@@ -210,6 +207,7 @@ def make_suite_env(suite: Suite) -> SignalJax:
     return _env()
 
 
-INFLOW = sc.jax_suite(sc.INFLOW)
-LENGTH = sc.jax_suite(sc.LENGTH)
-SPEED = sc.jax_suite(sc.SPEED)
+INFLOW, LENGTH, SPEED = (
+    traffic.jax_suite(s, "signal_jax", "cell-transmission model")
+    for s in (sc.INFLOW, sc.LENGTH, sc.SPEED)
+)

@@ -23,6 +23,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
+
 from mtrl_bench.types import load_attr
 
 
@@ -109,3 +112,25 @@ class SumoProcess:
     def __del__(self) -> None:
         if getattr(self, "_proc", None) is not None and self._proc.is_alive():
             self.close()
+
+
+class SumoEnv(gym.Env):
+    """A gymnasium env whose simulation is a driver in a ``SumoProcess``: the driver's
+    ``reset(seed) -> obs`` and ``step(action) -> (obs, reward, terminated, truncated, info)``.
+    Each episode's seed comes from the env's ``np_random``, so ``reset(seed=s)`` fixes it."""
+
+    def __init__(self, driver: str, observation_space: gym.Space, action_space: gym.Space,
+                 **kwargs: Any) -> None:  # fmt: skip
+        self.observation_space, self.action_space = observation_space, action_space
+        self.proc = SumoProcess(driver, **kwargs)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        episode_seed = int(self.np_random.integers(2**31 - 1))
+        return self.proc.call("reset", episode_seed), {"success": False}
+
+    def step(self, action: Any):
+        return self.proc.call("step", np.asarray(action))
+
+    def close(self) -> None:
+        self.proc.close()
