@@ -46,7 +46,9 @@ GRIDS = {
              + [("length", v) for v in (100, 400, 1500)] + [("speed", v) for v in (5, 10, 20)],
              "eco": [("green", v) for v in (5, 10, 20, 35, 50)]
              + [("inflow", v) for v in (200, 800, 1600)] + [("penrate", v) for v in (0.5, 1.0)]},
-    "small": {"signal": [("inflow", v) for v in (500, 1500, 2250)] + [("length", 200)],
+    # the slow test's grid stays below saturation: near it (>= ~2000 vehicles per episode under
+    # fixed-time) the delay diverges, and 2-3 seeds of either simulator differ by +-50 %
+    "small": {"signal": [("inflow", v) for v in (500, 1500)] + [("length", 200), ("speed", 10)],
               "eco": [("green", v) for v in (5, 20, 50)] + [("inflow", 1000)]},
 }  # fmt: skip
 NEAR_M = 40.0  # max-pressure looks at the bins within this distance of the stop line
@@ -69,9 +71,10 @@ def _signal_jax(ctx: dict, policy, seed: int) -> dict:
     attr, value = next(iter(ctx.items()))
     p = env.params(Task("v", 0, signal.MAX_STEPS, kwargs=(("attr", attr), ("value", value))))
     obs, st = env.reset(jax.random.PRNGKey(seed), p)
-    step, inside, k = jax.jit(env.step_env), [], 0
+    step, inside, k, key = jax.jit(env.step_env), [], 0, jax.random.PRNGKey(seed + 1000)
     while True:
-        obs, st, _, _, trunc, _ = step(None, st, policy(np.asarray(obs), k), p)
+        key, sub = jax.random.split(key)
+        obs, st, _, _, trunc, _ = step(sub, st, policy(np.asarray(obs), k), p)
         inside.append(float(st.n.sum() + st.queue.sum()))
         k += 1
         if bool(trunc):
