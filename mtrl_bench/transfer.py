@@ -218,19 +218,18 @@ def _isolated(fn: Any, *args: Any, timeout_s: float | None = None, tries: int = 
     finishes the vmapped training program (the caller blocked in ``block_until_ready``, no thread
     computing; seen at random on first and later executions, 60-75 runs per program): with
     ``timeout_s`` a process that has not finished is killed and the work retried, up to ``tries``
-    times. The results are unaffected (same keys, same program)."""
+    times; a worker killed from outside (a signal, e.g. ``kill`` on a hung worker) is retried the
+    same way. The results are unaffected (same keys, same program)."""
     from multiprocessing import get_context
 
     for attempt in range(1, tries + 1):
         proc = get_context("spawn").Process(target=fn, args=args)
         proc.start()
         proc.join(timeout_s)
-        if proc.is_alive():
+        if proc.is_alive() or proc.exitcode < 0:
             proc.kill()
             proc.join()
-            print(
-                f"transfer: attempt {attempt} hung after {timeout_s} s; retrying", file=sys.stderr
-            )
+            print(f"transfer: attempt {attempt} hung or was killed; retrying", file=sys.stderr)
             continue
         if proc.exitcode != 0:
             raise RuntimeError(f"transfer worker failed (exit code {proc.exitcode})")

@@ -2,6 +2,7 @@
 on the real JAX contextual CartPole."""
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -144,3 +145,25 @@ def test_mtrl_transfer_command(tmp_path) -> None:
         (tmp_path / "control-jax__cartpole-masscart-v1/ppo/seed0/transfer.json").read_text()
     )
     assert np.array(data["scores"]).shape == (2, 2)
+
+
+def _dies_once(marker: Path) -> None:
+    """Killed by SIGKILL on the first call (as a hung worker is), done on the second."""
+    import os
+    import signal
+
+    if not marker.exists():
+        marker.write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+    (marker.parent / "done").write_text("ok")
+
+
+def _fails(marker: Path) -> None:
+    raise ValueError("a real error is not retried")
+
+
+def test_isolated_retries_a_killed_worker_but_not_an_error(tmp_path):
+    transfer._isolated(_dies_once, tmp_path / "marker", timeout_s=120)
+    assert (tmp_path / "done").read_text() == "ok"
+    with pytest.raises(RuntimeError, match="exit code 1"):
+        transfer._isolated(_fails, tmp_path / "x", timeout_s=120)
