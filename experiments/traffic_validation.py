@@ -35,7 +35,9 @@ from mtrl_bench.results import atomic_write_json, provenance
 from mtrl_bench.types import Task
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "traffic"
-TOLERANCE = {"delay_s": 0.30, "throughput_vph": 0.05, "in_system": 0.15,
+#: relative-error bounds of the slow test: the agreement measured on the full grid (README) plus
+#: a margin for its 2-4 seeds; max-pressure's CTM delay runs 16-30 % above SUMO's (lost time)
+TOLERANCE = {"delay_s": 0.40, "throughput_vph": 0.05, "in_system": 0.15,
              "return": 0.30, "mean_speed": 0.30, "exit_share": 0.30}  # fmt: skip
 RANK_MARGIN = 0.03
 #: episodes per backend, context and controller: eco-driving episodes are short (300 s, ~33
