@@ -2,6 +2,7 @@
 
     python experiments/traffic_validation.py            # full grid -> results/traffic/
     python experiments/traffic_validation.py --small    # the slow test's grid, fewer seeds
+    python experiments/traffic_validation.py --calibrate  # the CTM's wave speed x lost time grid
 
 For every context of a small grid and two simple controllers per family, one episode per seed on
 each backend (3 seeds for signal control, 8 for eco-driving; same scenario definition,
@@ -205,7 +206,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def calibrate(seeds: int = 2) -> list[tuple[float, int, float]]:
+    """``(wave speed, lost time, rms relative delay error)`` over a grid: fixed-time and
+    max-pressure at inflow 750 / 1500 / 2250 against SUMO (how ``signal.WAVE_SPEED`` and
+    ``signal.LOST_S`` were chosen)."""
+    ctxs = [{"inflow": f} for f in (750.0, 1500.0, 2250.0)]
+    pols = (fixed_time, max_pressure)
+    mean = lambda run, c, p: np.mean([run(c, p, s)["delay_s"] for s in range(seeds)])  # noqa: E731
+    ref = [mean(_signal_sumo, c, p) for c in ctxs for p in pols]
+    saved, out = (signal.WAVE_SPEED, signal.LOST_S), []
+    try:
+        for w, lost in [(w, lost) for w in (3.3, 4.0, 4.5, 5.0) for lost in (0, 2, 3, 4)]:
+            signal.WAVE_SPEED, signal.LOST_S = w, lost
+            ours = [mean(_signal_jax, c, p) for c in ctxs for p in pols]
+            rms = float(np.sqrt(np.mean((np.array(ours) / np.array(ref) - 1) ** 2)))
+            out.append((w, lost, rms))
+            print(f"wave speed {w} m/s, lost time {lost} s: rms relative error {rms:.3f}")
+    finally:
+        signal.WAVE_SPEED, signal.LOST_S = saved
+    return out
+
+
 def main(argv: list[str]) -> int:
+    if "--calibrate" in argv:
+        calibrate()
+        return 0
     small = "--small" in argv
     rows = validate("small" if small else "full")
     text = table(rows)
