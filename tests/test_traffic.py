@@ -108,12 +108,12 @@ def _equilibrium_speed(gap: float) -> float:
 @pytest.mark.parametrize("gap", [5.0, 10.0, 20.0, 40.0])
 def test_idm_equilibrium(gap):
     v = _equilibrium_speed(gap)
-    a = float(eco_jax.idm(jnp.float32(v), jnp.float32(gap), jnp.float32(0.0)))
+    a = float(eco.idm(jnp.float32(v), jnp.float32(gap), jnp.float32(0.0), jnp))
     assert abs(a) < 1e-3
-    assert float(eco_jax.idm(jnp.float32(v), jnp.float32(gap * 0.8), 0.0)) < -0.05
-    assert float(eco_jax.idm(jnp.float32(eco.SPEED_LIMIT), jnp.float32(1e9), 0.0)) == pytest.approx(
-        0
-    )
+    assert float(eco.idm(jnp.float32(v), jnp.float32(gap * 0.8), 0.0, jnp)) < -0.05
+    assert float(
+        eco.idm(jnp.float32(eco.SPEED_LIMIT), jnp.float32(1e9), 0.0, jnp)
+    ) == pytest.approx(0)
 
 
 @pytest.mark.parametrize(("attr", "value"), [("inflow", 2000.0), ("green", 1.0), ("penrate", 1.0)])

@@ -14,8 +14,9 @@ vehicles from the front (per slot: present, is CAV, distance to the stop line / 
 speed limit; then green flag and time to the next switch / cycle) and outputs one acceleration
 per slot in [-3, 3] m/s^2; only CAV slots use theirs. Safety layer: a CAV's acceleration is
 ``min(action, IDM)`` -- it may drive gentler than a human but never closer to its leader or a
-red light (IntersectionZoo and MBTL filter CAV actions for safety too; this filter is ours). In
-SUMO the CAV gets ``setSpeed(v + a dt)`` under SUMO's default safe-speed checks.
+red light (IntersectionZoo and MBTL filter CAV actions for safety too; this filter is ours,
+``cav_accel``). In SUMO the driver computes the same bound from SUMO's gaps and sends
+``setSpeed(v + a dt)`` (SUMO's own safe-speed checks stay on).
 
 Reward per step: ``(mean speed of the vehicles on the road - EMISSION_WEIGHT * their mean CO2
 rate in g/s) * dt / 300`` (an empty road counts as the speed limit with no emissions), so the
@@ -66,6 +67,24 @@ def signal(t: Any, green: Any, red: Any, xp: Any = np) -> tuple[Any, Any]:
     phase = xp.mod(t, green + red)
     is_green = phase < green
     return is_green, xp.where(is_green, green - phase, green + red - phase)
+
+
+def idm(v: Any, gap: Any, dv: Any, xp: Any = np) -> Any:
+    """IDM acceleration at speed ``v``, bumper gap ``gap`` and approach rate ``dv = v - v_lead``."""
+    s_star = S0 + xp.maximum(0.0, v * T + v * dv / (2 * xp.sqrt(ACCEL * DECEL)))
+    free = 1.0 - (v / SPEED_LIMIT) ** DELTA
+    return ACCEL * (free - (s_star / xp.maximum(gap, 1e-3)) ** 2)
+
+
+def cav_accel(action: Any, v: Any, gap: Any, dv: Any, to_line: Any, red: Any, xp: Any = np) -> Any:
+    """The safety layer, the same on both backends: ``min(action, IDM)``, IDM towards the leader
+    and, on red, towards the stop line if the vehicle can still stop there."""
+    stops = red & (to_line > 0) & (v**2 / (2 * DECEL) <= to_line)
+    a_idm = xp.where(stops, xp.minimum(idm(v, gap, dv, xp), idm(v, to_line, v, xp)),
+                     idm(v, gap, dv, xp))  # fmt: skip
+    return xp.clip(
+        xp.minimum(xp.clip(action, -MAX_ACTION, MAX_ACTION), a_idm), -EMERGENCY_DECEL, None
+    )
 
 
 def co2_rate(v: Any, a: Any, xp: Any = np) -> Any:
@@ -189,10 +208,14 @@ class EcoDriver:
         return np.concatenate([slots.reshape(-1), np.asarray(extra, np.float32)])
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        for i, (v, _, speed, cav) in enumerate(self.vehicles()):
-            if cav:
-                a = float(np.clip(action[i], -MAX_ACTION, MAX_ACTION))
-                self.sumo.vehicle.setSpeed(v, max(speed + a * DT, 0.0))
+        is_green, _ = signal(self.t * DT, self.green, RED_S)
+        lead_dist, lead_v = -np.inf, 0.0  # the front vehicle has no leader
+        for i, (v, dist, speed, cav) in enumerate(self.vehicles()):
+            if cav:  # the JAX model's safety layer, computed from SUMO's gaps
+                gap = dist - lead_dist - VEH_LENGTH if np.isfinite(lead_dist) else 1e9
+                a = cav_accel(float(action[i]), speed, gap, speed - lead_v, dist, not is_green)
+                self.sumo.vehicle.setSpeed(v, max(speed + float(a) * DT, 0.0))
+            lead_dist, lead_v = dist, speed
         self.sumo.simulationStep()
         self.t += 1
         self._set_light()

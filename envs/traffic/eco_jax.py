@@ -54,13 +54,6 @@ class EcoState(NamedTuple):
     exited: jax.Array  # int32
 
 
-def idm(v: jax.Array, gap: jax.Array, dv: jax.Array) -> jax.Array:
-    """IDM acceleration at speed ``v``, bumper gap ``gap`` and approach rate ``dv = v - v_lead``."""
-    s_star = sc.S0 + jnp.maximum(0.0, v * sc.T + v * dv / (2 * jnp.sqrt(sc.ACCEL * sc.DECEL)))
-    free = 1.0 - (v / sc.SPEED_LIMIT) ** sc.DELTA
-    return sc.ACCEL * (free - (s_star / jnp.maximum(gap, 1e-3)) ** 2)
-
-
 class EcoJax:
     """The ``traffic-jax/eco-*`` env: one object, the context in ``EcoParams``."""
 
@@ -99,15 +92,10 @@ class EcoJax:
         # leader of the i-th vehicle is the (i-1)-th; the front one has none
         lead_pos = jnp.concatenate([jnp.full(1, jnp.inf), pos[:-1]])
         lead_vel = jnp.concatenate([vel[:1], vel[:-1]])
-        gap = lead_pos - sc.VEH_LENGTH - pos
-        dv = vel - lead_vel
-        to_line = sc.APPROACH_M - pos
-        stops = ~green & (to_line > 0) & (vel**2 / (2 * sc.DECEL) <= to_line)
-        a_lead = idm(vel, gap, dv)
-        a_light = idm(vel, to_line, vel)
-        a = jnp.where(stops, jnp.minimum(a_lead, a_light), a_lead)
-        wish = jnp.clip(jnp.asarray(action, _F32).reshape(M), -sc.MAX_ACTION, sc.MAX_ACTION)
-        a = jnp.clip(jnp.where(cav, jnp.minimum(wish, a), a), -sc.EMERGENCY_DECEL, None)
+        gap, dv, to_line = lead_pos - sc.VEH_LENGTH - pos, vel - lead_vel, sc.APPROACH_M - pos
+        # humans: IDM (an action above any IDM value); CAVs: min(action, IDM)
+        wish = jnp.where(cav, jnp.asarray(action, _F32).reshape(M), sc.MAX_ACTION)
+        a = sc.cav_accel(wish, vel, gap, dv, to_line, ~green, jnp)
         new_vel = jnp.maximum(vel + a * sc.DT, 0.0)
         stop_dist = jnp.where(a < 0, vel**2 / (2 * jnp.maximum(-a, 1e-6)), 0.0)
         moved = jnp.where(vel + a * sc.DT < 0, stop_dist, (vel + new_vel) * sc.DT / 2)
