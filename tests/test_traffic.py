@@ -200,6 +200,6 @@ def test_jax_agrees_with_sumo_and_controllers_rank_the_same():
     rows = tv.validate("small")
     for row in rows:
         assert abs(row["rel_err"]) <= tv.TOLERANCE[row["metric"]], row
-    # eco-driving's two controllers are within 3 % of each other in SUMO on this grid (glide-to-
-    # green hardly changes its traffic), so only signal control's ranking is informative
+    # at this grid's CAV penetration (0.2) eco-driving's two controllers are within 3 % of each
+    # other on both backends (a tie); the full grid's high-penetration contexts separate them
     assert tv.ranking_agreement(rows, "signal", tv.RANK_MARGIN) >= 0.75
