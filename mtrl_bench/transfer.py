@@ -197,11 +197,6 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 def _chunk(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
     """Train and evaluate one chunk of sources x seeds; write its ``partial`` file."""
-    import jax
-
-    # synchronous execution on this thread: the async CPU dispatch is where jaxlib 0.10.2's
-    # hangs were seen (the main thread waits forever in block_until_ready)
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
     suite, env, pcfg = _setup(cfg)
     runs = [(x, s) for x in chunk for s in cfg.seeds]
     slots = [_slots(env, suite, pcfg, x) for x, _ in runs]
@@ -216,7 +211,8 @@ def _chunk(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
 def _isolated(fn: Any, *args: Any, timeout_s: float | None = None, tries: int = 3) -> None:
     """``fn(*args)`` in a fresh spawned process. jaxlib 0.10.2 on this CPU sometimes never
     finishes the vmapped training program (the caller blocked in ``block_until_ready``, no thread
-    computing; seen at random on first and later executions, 60-75 runs per program): with
+    computing; seen at random on first and later executions, 60-75 runs per program, and often
+    on the signal-control program with 15; synchronous CPU dispatch hangs the same way): with
     ``timeout_s`` a process that has not finished is killed and the work retried, up to ``tries``
     times; a worker killed from outside (a signal, e.g. ``kill`` on a hung worker) is retried the
     same way. The results are unaffected (same keys, same program)."""

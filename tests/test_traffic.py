@@ -81,7 +81,7 @@ def test_departure_schedule_is_vidalis_on_both_backends():
         np.sort(ref), np.clip(np.rint(5400 * (srt - lo) / (hi - lo)), 0, 5399)
     )
     assert ref.max() > 0.5 * signal.HORIZON_S
-    np.testing.assert_array_equal(ours[:700], ref)  # whole seconds: float32 is exact here
+    np.testing.assert_array_equal(ours[:700], ref)  # departure seconds are integers, exact in f32
     assert np.isinf(ours[700:]).all()
 
 
