@@ -183,6 +183,7 @@ class EcoDriver:
             self.running = True
         self.t, self.ret, self.exited = 0, 0.0, 0
         self._set_light()
+        self.on_road = self.vehicles()
         return self.obs()
 
     def _set_light(self) -> None:
@@ -190,18 +191,19 @@ class EcoDriver:
         self.sumo.trafficlight.setRedYellowGreenState("B", "G" if is_green else "r")
 
     def vehicles(self) -> list[tuple[str, float, float, bool]]:
-        """``(id, distance to the stop line, speed, is CAV)`` front first."""
+        """``(id, distance to the stop line, speed, is CAV)`` of every vehicle, front first."""
         out = []
         for v in self.sumo.vehicle.getIDList():
             x = self.sumo.vehicle.getLanePosition(v)
             dist = APPROACH_M - x if self.sumo.vehicle.getRoadID(v) == "approach" else -x
             out.append((v, dist, self.sumo.vehicle.getSpeed(v),
                         self.sumo.vehicle.getTypeID(v) == "cav"))  # fmt: skip
-        return sorted(out, key=lambda r: r[1])[:MAX_VEHICLES]
+        return sorted(out, key=lambda r: r[1])
 
     def obs(self) -> np.ndarray:
+        """Of ``self.on_road``, the vehicles after the last simulation step (read once a step)."""
         slots = np.zeros((MAX_VEHICLES, 4), np.float32)
-        for i, (_, dist, v, cav) in enumerate(self.vehicles()):
+        for i, (_, dist, v, cav) in enumerate(self.on_road[:MAX_VEHICLES]):
             slots[i] = (1.0, float(cav), dist / APPROACH_M, v / SPEED_LIMIT)
         is_green, to_switch = signal(self.t * DT, self.green, RED_S)
         extra = [float(is_green), to_switch / (self.green + RED_S)]
@@ -210,7 +212,7 @@ class EcoDriver:
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         is_green, _ = signal(self.t * DT, self.green, RED_S)
         lead_dist, lead_v = -np.inf, 0.0  # the front vehicle has no leader
-        for i, (v, dist, speed, cav) in enumerate(self.vehicles()):
+        for i, (v, dist, speed, cav) in enumerate(self.on_road[:MAX_VEHICLES]):
             if cav:  # the JAX model's safety layer, computed from SUMO's gaps
                 gap = dist - lead_dist - VEH_LENGTH if np.isfinite(lead_dist) else 1e9
                 a = cav_accel(float(action[i]), speed, gap, speed - lead_v, dist, not is_green)
@@ -219,8 +221,9 @@ class EcoDriver:
         self.sumo.simulationStep()
         self.t += 1
         self._set_light()
-        ids = self.sumo.vehicle.getIDList()
-        speeds = np.array([self.sumo.vehicle.getSpeed(v) for v in ids])
+        self.on_road = self.vehicles()
+        ids = [v for v, *_ in self.on_road]
+        speeds = np.array([speed for _, _, speed, _ in self.on_road])
         accels = np.array([self.sumo.vehicle.getAcceleration(v) for v in ids])
         self.exited += self.sumo.simulation.getArrivedNumber()
         speed_term = speeds.mean() if len(ids) else SPEED_LIMIT
