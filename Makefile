@@ -4,13 +4,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mtrl-installed
-EXTRAS ?= sb3,jax,metaworld,traffic,mbtl,dev
+EXTRAS ?= sb3,jax,metaworld,traffic,mbtl,dev,docs
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist): the suite is CPU-bound and single-threaded per test, so two
 # workers on a 2-core machine roughly halve its wall time. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow lint clean-runs
+.PHONY: demo test test-slow lint docs clean-runs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mtrl_bench envs agents baselines benchmarks experiments tests
+
+# The documentation site (MkDocs + Material + mkdocstrings) into site/; --strict fails on any
+# warning (broken link, missing page, unresolved API object).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean-runs:
 	rm -rf runs
