@@ -1,18 +1,23 @@
 """``mtrl``: the command line. It only parses arguments (tyro) and calls library functions.
 
-Bad input raises ``UsageError``; ``main`` prints it as one line and exits with status 2.
+Bad input is one line on stderr and exit status 2, with nothing written: library checks raise
+``UsageError``, tyro's parse errors become one (``cli_agent``), and ``main`` prints those and
+``OSError`` on a path the same way (``errors.input_error``); any other exception is a bug and
+keeps its traceback. Paths to write are checked before any work starts.
+
+No ``from __future__ import annotations``: ``train_command`` annotates with a local type.
 """
 
-from __future__ import annotations
-
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
 
-from mtrl_bench.errors import UsageError, require_positive
+from mtrl_bench import cli_agent
+from mtrl_bench.errors import UsageError, input_error, require_positive
 from mtrl_bench.runner import RunConfig
 
 Flat = tyro.conf.arg(name="")
@@ -30,23 +35,33 @@ def list_ids(kind: Literal["all", "suites", "agents"] = "all") -> None:
         print("agents:\n" + "\n".join(f"  {a}" for a in registry.agent_ids()))
 
 
-def train(
-    cfg: Annotated[RunConfig, Flat],
-    seeds: tuple[int, ...] = (),
-    runs_dir: Path = Path("runs"),
-    jobs: int = 1,
-) -> None:
-    """Train and evaluate one agent on one suite; finished runs are skipped, others resume.
+def train_command(argv: list[str]) -> Callable[..., None]:
+    """``mtrl train`` for the agent named by ``--agent`` in ``argv`` (its ``Config`` fields
+    become ``--agent-config.FIELD`` options; see ``cli_agent``)."""
+    config_type = cli_agent.run_config_type(argv)
 
-    Args:
-        seeds: Run these seeds (a sweep) instead of --seed.
-        runs_dir: Root of the run directories.
-        jobs: Runs in parallel (processes).
-    """
-    from mtrl_bench.runner import sweep
+    def train(
+        cfg: Annotated[config_type, Flat],
+        agent_config_file: Path | None = None,
+        seeds: tuple[int, ...] = (),
+        runs_dir: Path = Path("runs"),
+        jobs: int = 1,
+    ) -> None:
+        """Train and evaluate one agent on one suite; finished runs are skipped, others resume.
 
-    paths = sweep(cfg, [cfg.agent], seeds or (cfg.seed,), runs_dir, jobs=jobs)
-    print("\n".join(str(p) for p in paths))
+        Args:
+            agent_config_file: Agent hyperparameters over the preset's (TOML: field = value).
+            seeds: Run these seeds (a sweep) instead of --seed.
+            runs_dir: Root of the run directories.
+            jobs: Runs in parallel (processes).
+        """
+        from mtrl_bench.runner import sweep
+
+        base = cli_agent.run_config(cfg)
+        paths = sweep(base, [base.agent], seeds or (base.seed,), runs_dir, jobs=jobs)
+        print("\n".join(str(p) for p in paths))
+
+    return train
 
 
 def evaluate(
@@ -65,15 +80,11 @@ def evaluate(
         seed: Evaluation seed (env seeds are disjoint from training seeds).
         deterministic: Greedy actions instead of sampling.
     """
-    import json
-
     from mtrl_bench.evaluation import evaluate as run_eval
     from mtrl_bench.registry import get_agent, get_suite
+    from mtrl_bench.results import read_run_config
 
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    config = json.loads(config_path.read_text())
+    config = read_run_config(run_dir)
     suite, spec = get_suite(config["suite"]), get_agent(config["agent"])
     suite.split_tasks(split)
     require_positive("episodes", episodes)
@@ -102,10 +113,14 @@ def report(
         seed: Bootstrap seed.
     """
     from mtrl_bench import report as rep
-    from mtrl_bench.results import collect_eval_records
+    from mtrl_bench.results import check_writable, collect_eval_records
 
     require_positive("reps", reps)
-    result = rep.build_report(collect_eval_records(runs), reps=reps, seed=seed)
+    if out is not None:
+        check_writable(out, "output directory")
+    if not (records := collect_eval_records(runs)):
+        raise UsageError(f"no evaluation records to report under {', '.join(map(str, runs))}")
+    result = rep.build_report(records, reps=reps, seed=seed)
     if out is not None:
         rep.write_report(result, out)
     print(rep.to_markdown(result))
@@ -116,6 +131,7 @@ def check(suite: Annotated[str, tyro.conf.Positional], steps: int = 200) -> None
     from mtrl_bench.checks import check_suite
     from mtrl_bench.registry import get_suite
 
+    require_positive("steps", steps)
     for line in check_suite(get_suite(suite), steps=steps):
         print(f"ok  {line}")
 
@@ -138,11 +154,13 @@ def demo(
         eval_episodes: Evaluation episodes per task.
         jobs: Runs in parallel.
     """
-    from mtrl_bench.runner import sweep
+    from mtrl_bench.results import check_writable
+    from mtrl_bench.runner import run_many
 
+    check_writable(out, "output directory")
     base = RunConfig(suite=DEMO_SUITE, agent="random", steps=steps, eval_episodes=eval_episodes)
-    for agent, preset in DEMO_AGENTS:
-        sweep(replace(base, agent=agent, preset=preset), [agent], seeds, runs_dir, jobs=jobs)
+    configs = [replace(base, agent=a, preset=p, seed=s) for a, p in DEMO_AGENTS for s in seeds]
+    run_many(configs, runs_dir, jobs=jobs)
     report(runs=(runs_dir,), out=out)
 
 
@@ -173,23 +191,31 @@ def transfer(
         out: Results directory.
     """
     from mtrl_bench import transfer as tr
+    from mtrl_bench.results import check_writable
 
+    check_writable(out, "output directory")
     cfg = tr.TransferConfig(suite, agent, preset, steps, seeds, episodes, chunk, tasks)
     paths = tr.multitask_row(cfg, out) if multitask else tr.transfer_matrix(cfg, out)
     print("\n".join(map(str, paths)))
 
 
-COMMANDS = {
-    "list": list_ids, "train": train, "eval": evaluate, "report": report, "check": check,
-    "demo": demo, "transfer": transfer,
-}  # fmt: skip
+def commands(argv: list[str]) -> dict[str, Callable[..., None]]:
+    train = train_command(argv[1:] if argv[:1] == ["train"] else [])
+    return {
+        "list": list_ids, "train": train, "eval": evaluate, "report": report, "check": check,
+        "demo": demo, "transfer": transfer,
+    }  # fmt: skip
 
 
 def main(args: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="mtrl", args=args)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
+        with cli_agent.one_line_parse_errors():
+            tyro.extras.subcommand_cli_from_dict(commands(argv), prog="mtrl", args=argv)
+    except (UsageError, OSError) as err:
+        if (message := input_error(err)) is None:
+            raise  # a bug, not bad input: keep the traceback
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

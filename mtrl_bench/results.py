@@ -69,12 +69,27 @@ def append_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is corrupted (not UTF-8 text)") from None
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file; a corrupted, truncated or empty one is a one-line ``UsageError``."""
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError:
+        raise UsageError(f"{path} is corrupted, truncated or empty (not valid JSON)") from None
+
+
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Read a JSONL file; a corrupted or truncated line is a one-line ``UsageError``."""
     if not path.exists():
         return []
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -127,6 +142,32 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def check_writable(path: Path, what: str) -> None:
+    """Refuse, before anything is written, a ``what`` directory that cannot be created or written
+    into: it or a parent is a file, or its nearest existing parent is read-only."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        why = "is a file" if existing == path else f"cannot be created ({existing} is a file)"
+        raise UsageError(f"{what} {path} {why}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path} is not writable ({existing} is read-only)")
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The saved ``config.json`` of the run directory ``run_dir``, checked enough to use it."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
+    config = read_json(path)
+    kinds = {"suite": str, "agent": str, "seed": int, "agent_config": dict}
+    bad = [k for k, kind in kinds.items() if not isinstance(config, dict)
+           or not isinstance(config.get(k), kind)]  # fmt: skip
+    if bad:
+        raise UsageError(f"{path} is not a run config (bad or missing keys {bad})")
+    return config
+
+
 class RunDir:
     """One (suite, agent, seed) run. ``open`` is the only method that creates files."""
 
@@ -143,13 +184,23 @@ class RunDir:
         """Refuse to resume a run whose saved config differs (before anything is written)."""
         if not self.config_path.exists():
             return
-        saved = json.loads(self.config_path.read_text())
+        saved = read_json(self.config_path)
         if saved != json.loads(json.dumps(config)):
             diff = sorted(k for k in {*saved, *config} if saved.get(k) != config.get(k))
             raise UsageError(
                 f"run directory {self.path} holds a different config (keys {diff} differ); "
                 "use another --runs-dir or delete it"
             )
+
+    def check(self, config: Mapping[str, Any]) -> None:
+        """Everything a run with ``config`` will need, before anything is written: a directory
+        that can be created, the same saved config and, to resume, readable result files (a
+        finished run is only read)."""
+        self.check_config(config)
+        if not self.done:
+            check_writable(self.path, "run directory")
+            self.read_eval()
+            read_jsonl(self.metrics_path, ("schema",))
 
     def open(self, config: Mapping[str, Any]) -> None:
         self.check_config(config)
@@ -186,6 +237,8 @@ def collect_eval_records(roots: Iterable[Path]) -> list[dict[str, Any]]:
         root = Path(root)
         if not root.exists():
             raise UsageError(f"runs directory {root} does not exist")
+        if not root.is_dir():
+            raise UsageError(f"runs path {root} is a file, not a directory")
         for path in sorted(root.rglob("eval.jsonl")):
             records.extend(read_jsonl(path, EVAL_KEYS))
     return records

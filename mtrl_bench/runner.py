@@ -10,6 +10,7 @@ local by default; ``jobs > 1`` uses a process pool with one BLAS/torch thread pe
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -55,6 +56,31 @@ class RunConfig:
     """``meta_test``: held-out goals per test task (the official 40; fewer is cheaper)."""
     meta_test_tasks: int = 0
     """``meta_test``: only the first N test tasks (0: all)."""
+    agent_config: Any = None
+    """The agent's hyperparameters, an instance of its ``AgentSpec.config_cls`` (e.g. a preset
+    with some fields replaced); ``None``: the preset's. ``config.json`` records them either way."""
+
+
+def preset_config(spec: AgentSpec, preset: str) -> Any:
+    if preset not in spec.presets:
+        allowed = ", ".join(spec.presets)
+        raise UsageError(f"unknown preset {preset!r} for agent {spec.id}; allowed: {allowed}")
+    return spec.presets[preset]
+
+
+def agent_config(cfg: RunConfig, spec: AgentSpec) -> Any:
+    """The agent config a run trains with: ``cfg.agent_config``, else the preset's."""
+    config = preset_config(spec, cfg.preset)
+    if cfg.agent_config is not None:
+        config = cfg.agent_config
+    if not isinstance(config, spec.config_cls):
+        kind = f"{spec.config_cls.__module__}.{spec.config_cls.__qualname__}"
+        raise UsageError(f"agent_config of {spec.id} must be a {kind}, got {type(config).__name__}")
+    for name, value in asdict(config).items():
+        values = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise UsageError(f"agent_config.{name} must be finite, got {value}")
+    return config
 
 
 def resolve(cfg: RunConfig) -> dict[str, Any]:
@@ -64,9 +90,7 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
         require_positive(name, getattr(cfg, name))
     if cfg.seed < 0:
         raise UsageError(f"seed must be non-negative, got {cfg.seed}")
-    if cfg.preset not in spec.presets:
-        allowed = ", ".join(spec.presets)
-        raise UsageError(f"unknown preset {cfg.preset!r} for agent {cfg.agent}; allowed: {allowed}")
+    agent_cfg = agent_config(cfg, spec)
     for name in cfg.protocols:
         protocol = get_protocol(name)
         if protocol.split not in suite.splits:
@@ -90,7 +114,7 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
     return {
         **config,
         "protocols": list(cfg.protocols),
-        "agent_config": asdict(spec.presets[cfg.preset]),
+        "agent_config": asdict(agent_cfg),
         "suite_options": dict(suite.options),
     }
 
@@ -119,14 +143,14 @@ def run(cfg: RunConfig, runs_dir: Path = Path("runs"), *, progress: bool = True)
     """Train (or resume) and evaluate one run; a finished run is skipped."""
     config = resolve(cfg)
     run_dir = RunDir(runs_dir, cfg.suite, cfg.agent, cfg.seed)
-    run_dir.check_config(config)
+    run_dir.check(config)
     if run_dir.done:
         return run_dir
     have = {r["protocol"] for r in run_dir.read_eval() if r["env_steps"] == cfg.steps}
     run_dir.open(config)
     suite, spec = get_suite(cfg.suite), get_agent(cfg.agent)
     policy: Policy = spec.train(
-        spec.presets[cfg.preset], suite, cfg.seed, run_dir, cfg.steps, progress
+        agent_config(cfg, spec), suite, cfg.seed, run_dir, cfg.steps, progress
     )
     for name in cfg.protocols:
         if name in have:
@@ -197,13 +221,28 @@ def sweep(
     progress: bool = True,
 ) -> list[Path]:
     """Every (agent, seed) run of ``base``; all configs are validated before any run starts."""
-    require_positive("jobs", jobs)
     if not agents or not seeds:
         raise UsageError("a sweep needs at least one agent and one seed")
     configs = [replace(base, agent=a, seed=s) for a in agents for s in seeds]
+    return run_many(configs, runs_dir, jobs=jobs, progress=progress)
+
+
+def run_many(
+    configs: Sequence[RunConfig],
+    runs_dir: Path = Path("runs"),
+    *,
+    jobs: int = 1,
+    progress: bool = True,
+) -> list[Path]:
+    """Every run of ``configs``; all are validated (configs, run directories, files to resume)
+    before any starts, so bad input stops the sweep before anything is written."""
+    require_positive("jobs", jobs)
+    if not configs:
+        raise UsageError("nothing to run (no configs)")
     for cfg in configs:
-        RunDir(runs_dir, cfg.suite, cfg.agent, cfg.seed).check_config(resolve(cfg))
-    bar = tqdm(total=len(configs), desc=f"sweep {base.suite}", disable=not progress)
+        RunDir(runs_dir, cfg.suite, cfg.agent, cfg.seed).check(resolve(cfg))
+    suites = ", ".join(dict.fromkeys(cfg.suite for cfg in configs))
+    bar = tqdm(total=len(configs), desc=f"sweep {suites}", disable=not progress)
     paths: list[Path] = []
     if jobs == 1:
         for cfg in configs:
