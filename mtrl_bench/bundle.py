@@ -35,7 +35,9 @@ MAX_BYTES = 16 << 20
 MAX_STRING = 2000
 """Longest string accepted anywhere in a bundle (descriptions included)."""
 _TOP = {"schema", "schema_version", "leaderboard", "agent", "suite", "budget", "seeds", "results",
-        "summary", "provenance", "checkpoints"}  # fmt: skip
+        "curves", "summary", "provenance", "checkpoints"}  # fmt: skip
+MAX_CURVE = 1000
+"""Most ``[env_steps, success]`` points per seed in ``curves``."""
 _AGENT = {"name", "version", "url", "description"}
 _RESULT = {"protocol", "seed", "task", "task_index", "score", "success", "return", "episodes",
            "per_episode"}  # fmt: skip
@@ -88,7 +90,8 @@ def dumps(bundle: Mapping[str, Any]) -> bytes:
 
 def make_bundle(lb: Leaderboard, agent: Mapping[str, str], results: Sequence[Mapping[str, Any]],
                 provenance: Mapping[str, Any], budget: Mapping[str, int],
-                checkpoints: Mapping[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+                checkpoints: Mapping[str, str] | None = None,
+                curves: Mapping[str, list[list[float]]] | None = None) -> dict[str, Any]:  # fmt: skip
     """A complete bundle (summary computed) from per-(protocol, seed, task) results."""
     order = sorted(results, key=lambda r: (r["protocol"], r["seed"], r["task_index"]))
     bundle = {
@@ -98,7 +101,7 @@ def make_bundle(lb: Leaderboard, agent: Mapping[str, str], results: Sequence[Map
         "suite": lb.suite, "budget": dict(budget),
         "seeds": sorted({r["seed"] for r in order}),
         "results": [dict(r) for r in order], "provenance": dict(provenance),
-        "checkpoints": dict(checkpoints or {}),
+        "checkpoints": dict(checkpoints or {}), "curves": dict(curves or {}),
     }  # fmt: skip
     bundle["summary"] = summarize(bundle, lb)
     validate(bundle)
@@ -182,6 +185,21 @@ def _check_result(r: Any, i: int, lb: Leaderboard) -> None:
             raise _reject(f"{where}.return disagrees with the mean of its per-episode returns")
 
 
+def _check_curves(curves: Any, seeds: list[int]) -> None:
+    if not isinstance(curves, dict):
+        raise _reject("curves must be an object")
+    for seed, points in curves.items():
+        if seed not in {str(s) for s in seeds}:
+            raise _reject(f"curves has seed {seed[:20]!r}, which is not among the seeds {seeds}")
+        if not isinstance(points, list) or len(points) > MAX_CURVE:
+            raise _reject(f"curves.{seed} must be a list of at most {MAX_CURVE} points")
+        for i, point in enumerate(points):
+            if not isinstance(point, list) or len(point) != 2:
+                raise _reject(f"curves.{seed}[{i}] must be [env_steps, success]")
+            _num(point[0], f"curves.{seed}[{i}][0]", 0)
+            _num(point[1], f"curves.{seed}[{i}][1]", 0.0, 1.0)
+
+
 def validate(bundle: Any) -> Leaderboard:
     """Check a parsed bundle completely; returns its leaderboard definition."""
     _keys(bundle, _TOP, _TOP, "bundle")
@@ -232,6 +250,7 @@ def validate(bundle: Any) -> Leaderboard:
         hexdigits = set("0123456789abcdef")
         if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= hexdigits):
             raise _reject(f"checkpoints.{name[:40]} must be a hex SHA-256 digest")
+    _check_curves(bundle["curves"], seeds)
     if bundle["summary"] != summarize(bundle, lb):
         raise _reject("summary disagrees with the per-seed results it summarises")
     return lb

@@ -106,6 +106,19 @@ def _provenance(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     return prov
 
 
+def _curve(path: Path) -> list[list[float]]:
+    """Training success against env steps from ``metrics.jsonl`` (last row per step: a restarted
+    run repeats steps), thinned evenly to at most ``bundle.MAX_CURVE`` points."""
+    if not (path / "metrics.jsonl").is_file():
+        return []
+    last = {r["env_steps"]: r["success"] for r in read_jsonl(path / "metrics.jsonl")
+            if r.get("split", "train") == "train" and isinstance(r.get("success"), int | float)
+            and isinstance(r.get("env_steps"), int)}  # fmt: skip
+    points = [[float(k), float(v)] for k, v in sorted(last.items())]
+    stride = -(-len(points) // bundles.MAX_CURVE) or 1
+    return points[::stride]
+
+
 def _checkpoints(path: Path, seed: int) -> dict[str, str]:
     ckpt = path / "ckpt"
     if not ckpt.is_dir():
@@ -118,6 +131,7 @@ def from_runs(lb: Leaderboard, paths: Sequence[Path], *, name: str = "", version
               url: str = "", description: str = "") -> dict[str, Any]:  # fmt: skip
     """A bundle from finished run directories of one agent and one config (seeds may differ)."""
     results, provenance, checkpoints, agents, hashes = [], {}, {}, set(), set()
+    curves: dict[str, list[list[float]]] = {}
     for path in run_dirs(paths):
         config = _read_json(path / "config.json")
         check_config(lb, config, path)
@@ -131,6 +145,8 @@ def from_runs(lb: Leaderboard, paths: Sequence[Path], *, name: str = "", version
         results += _results(lb, path, seed)
         provenance[str(seed)] = _provenance(path, config)
         checkpoints.update(_checkpoints(path, seed))
+        if curve := _curve(path):
+            curves[str(seed)] = curve
     if len(agents) != 1 or len(hashes) != 1:
         raise UsageError(f"runs mix agents or configs ({', '.join(sorted(agents))}); a bundle is "
                          "one agent with one config")  # fmt: skip
@@ -142,7 +158,7 @@ def from_runs(lb: Leaderboard, paths: Sequence[Path], *, name: str = "", version
         version += f" @ {', '.join(shas)}" if shas else ""
     meta = {"name": name or agent, "version": version, "url": url, "description": description}
     budget = {"env_steps": lb.steps, "eval_episodes": lb.eval_episodes}
-    return bundles.make_bundle(lb, meta, results, provenance, budget, checkpoints)
+    return bundles.make_bundle(lb, meta, results, provenance, budget, checkpoints, curves)
 
 
 def submit(lb: Leaderboard, agent: str, *, seeds: Sequence[int], runs_dir: Path,
