@@ -88,6 +88,8 @@ def evaluate(
     suite, spec = get_suite(config["suite"]), get_agent(config["agent"])
     suite.split_tasks(split)
     require_positive("episodes", episodes)
+    if seed < 0:
+        raise UsageError(f"seed must be non-negative, got {seed}")
     policy = spec.load(run_dir, suite)
     result = run_eval(
         policy, suite, split, episodes, seed, deterministic=deterministic, progress=True
@@ -158,6 +160,8 @@ def demo(
     from mtrl_bench.runner import run_many
 
     check_writable(out, "output directory")
+    if not seeds:
+        raise UsageError("seeds: give at least one seed")
     base = RunConfig(suite=DEMO_SUITE, agent="random", steps=steps, eval_episodes=eval_episodes)
     configs = [replace(base, agent=a, preset=p, seed=s) for a, p in DEMO_AGENTS for s in seeds]
     run_many(configs, runs_dir, jobs=jobs)

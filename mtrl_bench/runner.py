@@ -239,8 +239,9 @@ def run_many(
     require_positive("jobs", jobs)
     if not configs:
         raise UsageError("nothing to run (no configs)")
-    for cfg in configs:
-        RunDir(runs_dir, cfg.suite, cfg.agent, cfg.seed).check(resolve(cfg))
+    resolved = [resolve(cfg) for cfg in configs]  # bad values first, then run directories
+    for cfg, config in zip(configs, resolved, strict=True):
+        RunDir(runs_dir, cfg.suite, cfg.agent, cfg.seed).check(config)
     suites = ", ".join(dict.fromkeys(cfg.suite for cfg in configs))
     bar = tqdm(total=len(configs), desc=f"sweep {suites}", disable=not progress)
     paths: list[Path] = []

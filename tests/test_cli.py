@@ -1,5 +1,7 @@
 """Every subcommand, in-process, plus the one-line errors of bad input."""
 
+import json
+import re
 import subprocess
 import sys
 
@@ -118,3 +120,50 @@ def test_demo_small_budget(tmp_path, capsys):
     assert "| minigrid/mt3-v1 | mt | sb3-ppo |" in table
     assert (out / "report.png").stat().st_size > 10_000
     assert (runs / "minigrid/mt3-v1/sb3-ppo/0/ckpt/model.pt").exists()
+
+
+def test_train_agent_config_precedence_and_resume(tmp_path, capsys):
+    """preset < --agent-config-file < --agent-config.FIELD; config.json records the result, eval
+    uses it, and resuming with another override is refused with the run untouched."""
+    from mtrl_bench.registry import get_agent
+
+    ci = get_agent("sb3-ppo").presets["ci"]
+    toml, runs = tmp_path / "o.toml", tmp_path / "runs"
+    toml.write_text(f"n_epochs = {ci.n_epochs + 1}\nlearning_rate = 1e-3\n")
+    argv = ["train", "--suite", "toy/bandit-v1", "--agent", "sb3-ppo", "--preset", "ci",
+            "--steps", "64", "--eval-episodes", "1", "--runs-dir", str(runs),
+            "--agent-config-file", str(toml)]  # fmt: skip
+    assert main([*argv, "--agent-config.learning-rate", "5e-4"]) == 0
+    run_dir = runs / "toy/bandit-v1/sb3-ppo/0"
+    saved = json.loads((run_dir / "config.json").read_text())["agent_config"]
+    assert saved["learning_rate"] == 5e-4  # the flag over the file
+    assert saved["n_epochs"] == ci.n_epochs + 1  # the file over the preset
+    assert saved["n_steps"] == ci.n_steps and saved["batch_size"] == ci.batch_size
+    assert main(["eval", "--run-dir", str(run_dir), "--episodes", "1"]) == 0
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert main([*argv, "--agent-config.learning-rate", "1e-4"]) == 2
+    assert "holds a different config (keys ['agent_config'] differ)" in capsys.readouterr().err
+    assert main([*argv, "--agent-config.learning-rate", "5e-4"]) == 0  # finished: skipped
+    assert snapshot(tmp_path) == before
+
+
+def _help(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", capsys.readouterr().out).split())
+
+
+def test_train_help_lists_agent_fields_with_preset_values(capsys):
+    from mtrl_bench.registry import get_agent
+
+    ci = get_agent("sb3-ppo").presets["ci"]
+    text = _help(capsys, ["train", "--agent", "sb3-ppo", "--preset", "ci", "--help"])
+    assert ("--agent-config.n-steps INT Rollout length per env between updates. "
+            f"(default: {ci.n_steps})") in text  # fmt: skip
+    assert f"--agent-config.learning-rate FLOAT Adam step size (constant). (default: {ci.learning_rate})" in text
+    assert "--agent-config.features {flatten,minigrid_cnn}" in text
+    plain = _help(capsys, ["train", "--help"])
+    assert "`mtrl train --agent ID --help` lists its hyperparameters" in plain
+    assert "--agent-config.n-steps" not in plain and "--agent-config-file" in plain
