@@ -233,3 +233,14 @@ def test_malformed_invocation_subprocess(workspace, case_id):
     assert "Traceback" not in proc.stdout
     assert_one_line(proc.stderr, expect)
     assert snapshot(workspace) == before
+
+
+def test_only_bad_input_is_one_line():
+    """``main`` shortens ``UsageError`` and ``OSError`` on a path; anything else is a bug and
+    keeps its traceback."""
+    from mtrl_bench.errors import UsageError, input_error
+
+    assert input_error(UsageError("bad value 'x'\nsecond line")) == "bad value 'x' second line"
+    assert "runs/x" in input_error(NotADirectoryError(20, "Not a directory", "runs/x"))
+    for bug in (KeyError("suite"), TypeError("x"), OSError("no path"), ValueError("x")):
+        assert input_error(bug) is None
