@@ -1,4 +1,4 @@
-"""Lazy registry of suites and agents (DESIGN §4).
+"""Lazy registry of suites and agents (docs/design.md, "Registry, configs, CLI").
 
 Ids map to ``"module:attr"`` strings, so listing ids imports neither JAX, torch nor MuJoCo.
 Third-party packages add entries through the entry-point groups ``mtrl_bench.suites`` and
@@ -127,4 +127,14 @@ def get_suite(suite_id: str) -> Suite:
 
 
 def get_agent(agent_id: str) -> AgentSpec:
+    """A registered id, an entry point of the ``mtrl_bench.agents`` group, or the
+    ``package.module:attr`` of an ``AgentSpec`` in the user's own package."""
+    if ":" in agent_id and agent_id not in AGENTS and agent_id not in _plugins("mtrl_bench.agents"):
+        try:
+            spec = load_attr(agent_id)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise UsageError(f"cannot load agent {agent_id!r}: {exc}") from None
+        if not isinstance(spec, AgentSpec):
+            raise UsageError(f"agent {agent_id!r} is a {type(spec).__name__}, not an AgentSpec")
+        return spec
     return load_attr(_resolve("agent", agent_id, AGENTS, "mtrl_bench.agents"))

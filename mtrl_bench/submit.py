@@ -166,6 +166,7 @@ def submit(lb: Leaderboard, agent: str, *, seeds: Sequence[int], runs_dir: Path,
            **meta: str) -> dict[str, Any]:  # fmt: skip
     """Train and evaluate ``agent`` on every seed as ``lb`` says (resuming finished work), then
     build its bundle."""
+    from mtrl_bench.registry import get_agent
     from mtrl_bench.runner import RunConfig, sweep
 
     if lb.kind != "multitask":
@@ -173,7 +174,9 @@ def submit(lb: Leaderboard, agent: str, *, seeds: Sequence[int], runs_dir: Path,
                          "`mtrl submit --from-runs` on transfer results")  # fmt: skip
     if len(seeds) < lb.min_seeds:
         raise UsageError(f"{len(seeds)} seed(s) given; {lb.key} needs at least {lb.min_seeds}")
-    protocols = tuple(p.name for p in lb.protocols if p.required)
+    adapts = get_agent(agent).adapt is not None  # optional protocols: where the agent can
+    protocols = tuple(p.name for p in lb.protocols
+                      if p.required or (adapts and p.name == "few_shot"))  # fmt: skip
     few = {"few_shot_steps": lb.protocol("few_shot").adapt_steps} if "few_shot" in protocols else {}
     base = RunConfig(suite=lb.suite, agent=agent, steps=lb.steps, preset=preset,
                      protocols=protocols, eval_episodes=lb.eval_episodes,
