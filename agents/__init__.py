@@ -1,4 +1,4 @@
-"""Agents: one algorithm per file (DESIGN §6).
+"""Agents: one algorithm per file (docs/design.md, "Agents").
 
 MOORE, MTPPO, MoE and PCGrad land with the MiniGrid agents issue.
 """

@@ -1,5 +1,6 @@
-"""Checkpoints of JAX training state (shared leaf, DESIGN §6): a pytree's leaves in one ``.npz``
-(``allow_pickle=False`` on load: no pickled objects), typed PRNG keys stored as their key data,
+"""Checkpoints of JAX training state (shared leaf; docs/design.md, "Agents"): a pytree's leaves
+in one ``.npz`` (``allow_pickle=False`` on load: no pickled objects), typed PRNG keys stored as
+their key data,
 plus ``state.json`` with counters. Both files are replaced atomically, ``state.json`` last, so a
 kill at any point leaves the previous complete checkpoint or the new one. Loading needs a
 template of the same structure (what the config builds), and refuses a shape mismatch."""

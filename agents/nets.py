@@ -1,5 +1,5 @@
-"""Shared network leaves of the MiniGrid PPO agents (DESIGN §6): MOORE's expert CNN, the
-Gram-Schmidt layer, task-linear mixing, per-task heads, and PCGrad's projection.
+"""Shared network leaves of the MiniGrid PPO agents (docs/design.md, "Agents"): MOORE's expert
+CNN, the Gram-Schmidt layer, task-linear mixing, per-task heads, and PCGrad's projection.
 
 Facts from MOORE's code (``moore/utils/networks_ppo.py``, ``mixture_layers.py``, ``pcgrad.py``),
 written here from their description, not copied:

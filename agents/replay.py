@@ -1,4 +1,4 @@
-"""Per-task replay buffers with stratified sampling (shared leaf, DESIGN §6).
+"""Per-task replay buffers with stratified sampling (shared leaf; docs/design.md, "Agents").
 
 One ring buffer per training task in host memory (numpy ``(T, capacity, ...)`` arrays, allocated
 lazily by the OS, so a large capacity costs only what is filled). ``sample(rng, n)`` draws ``n``

@@ -1,4 +1,5 @@
-"""On-policy rollouts for the JAX agents (shared leaf, DESIGN §6), on both suite backends.
+"""On-policy rollouts for the JAX agents, on both suite backends (shared leaf; docs/design.md,
+"Agents").
 
 - ``jax_rollout``: on a JAX suite, ``steps`` vector steps as one ``lax.scan``, with the sub-env
   key scheme of ``jax_vector`` (``reset_one`` / ``vector_step``), so it sees exactly the episodes a

@@ -4,7 +4,8 @@ PPO (Schulman et al., 2017) as implemented by SB3 2.x. Choices and deviations, w
 
 - **Task identity.** SB3 cannot take ``task_ids``, so ``OneHotTaskVecEnv`` (and only it) adds a
   one-hot of size ``suite.num_tasks`` as ``obs["task"]``: held-out tasks get their own dims,
-  untrained in the shared model. Suites never put task ids into observations (DESIGN §3).
+  untrained in the shared model. Suites never put task ids into observations (docs/design.md,
+  "Core types").
 - **float32 observations.** SB3 treats a 3-D uint8 ``Box(0, 255)`` as pixels (wraps the env in
   ``VecTransposeImage``, divides by 255). MiniGrid's grid holds small symbolic ints, so the
   adapter declares ``obs`` float32 with the same bounds (values unchanged); SB3 then neither

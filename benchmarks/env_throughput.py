@@ -1,4 +1,4 @@
-"""Env throughput: our JAX MiniGrid backend vs minigrid (Python) and navix, in one run (DESIGN §7).
+"""Env throughput: our JAX MiniGrid backend vs minigrid (Python) and navix, in one run.
 
     python benchmarks/env_throughput.py [--quick] [--no-navix] [--navix-venv DIR]
 
@@ -35,7 +35,8 @@ Peers, measured in this run:
 
 Autoreset: ours SAME_STEP (reset computed every step, selected where done); navix resets one
 call late via ``lax.cond`` (both branches under ``vmap``); minigrid's SyncVectorEnv NEXT_STEP.
-Writes ``benchmarks/out/env_throughput.json`` (DESIGN §7 rows) and ``navix_coverage.json``.
+Writes ``benchmarks/out/env_throughput.json`` (rows as in ``benchmarks/README.md``) and
+``navix_coverage.json``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Meta-World throughput: our suite's vector env vs upstream's, in one run (DESIGN §7).
+"""Meta-World throughput: our suite's vector env vs upstream's, in one run (benchmarks/README.md).
 
     python benchmarks/metaworld_throughput.py [--quick]
 

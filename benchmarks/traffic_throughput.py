@@ -1,5 +1,5 @@
 """Traffic env throughput: our JAX signal-control (CTM) and eco-driving (IDM) backends against
-the SUMO reference (libsumo) on the same scenario, in one run (DESIGN §7).
+the SUMO reference (libsumo) on the same scenario, in one run (benchmarks/README.md).
 
     python benchmarks/traffic_throughput.py [--quick]
 

@@ -19,7 +19,7 @@ Measurements, all in this process, each after a warm-up (compile for JAX, one ro
    matmul. Also the update time with ``lax.conv`` instead of our im2col matmuls. Target 50 %.
 
 torch uses every core (``torch.set_num_threads(os.cpu_count())``); XLA uses its defaults.
-Rows go to ``benchmarks/out/train_throughput.json`` (DESIGN §7 fields).
+Rows go to ``benchmarks/out/train_throughput.json`` (the fields of benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pure-JAX contextual CartPole and Pendulum: the ``control-jax/*`` suites (DESIGN §3).
+"""Pure-JAX contextual CartPole and Pendulum: the ``control-jax/*`` suites (docs/suites/control.md).
 
 The same tasks, splits, normalisers and success rules as the numpy suites in
 ``envs/control.py`` (read its docstring); the context is data in ``params``, so ``jax.vmap`` over

@@ -1,4 +1,4 @@
-"""Evaluation and protocols (DESIGN §5).
+"""Evaluation and protocols (docs/design.md, "Evaluation and results"; docs/protocols.md).
 
 ``evaluate`` builds a fresh vector env whose seeds are disjoint from training seeds (base seed
 ``EVAL_SEED_OFFSET + seed``), and counts exactly ``episodes_per_task`` episodes per task. Each

@@ -1,4 +1,4 @@
-"""The functional JAX env contract (DESIGN §3): the task is data inside ``params``.
+"""The functional JAX env contract (docs/design.md, "Core types"): the task is data in ``params``.
 
 A JAX suite (``Suite.backend == "jax"``) has an ``env_factory`` ``"module:attr"`` of
 ``f(suite) -> JaxEnv``: one env object for the whole suite (static shapes, e.g. MiniGrid grids

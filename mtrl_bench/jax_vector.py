@@ -1,4 +1,4 @@
-"""Gymnasium views of a functional ``JaxEnv`` (DESIGN §3), what ``Suite.make`` gives JAX suites.
+"""Gymnasium views of a functional ``JaxEnv``, what ``make_env`` gives JAX suites (docs/design.md).
 
 - ``JaxVectorEnv``: a ``gymnasium.vector.VectorEnv`` over stacked per-sub-env params with the exact
   contract of the numpy ``MultiTaskVectorEnv`` (``task_ids``, ``info["success"]``, SAME_STEP

@@ -1,4 +1,4 @@
-"""Result tables and plots from evaluation records (DESIGN §5).
+"""Result tables and plots from evaluation records (docs/design.md, "Evaluation and results").
 
 Input: evaluation records (JSON objects of ``eval.jsonl``). One row per (suite, protocol, agent);
 seeds are the runs axis, each contributing only its records at its largest ``env_steps``; a seed

@@ -1,4 +1,4 @@
-"""Run directories and the results store (DESIGN §5).
+"""Run directories and the results store (docs/results-store.md).
 
 ``runs/<suite family>/<suite name>/<agent>/<seed>/`` holds:
 

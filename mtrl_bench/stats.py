@@ -1,4 +1,4 @@
-"""Aggregate metrics with stratified-bootstrap confidence intervals (DESIGN §5).
+"""Aggregate metrics with stratified-bootstrap confidence intervals (docs/protocols.md).
 
 Scores are arrays of shape ``(num_runs, num_tasks)``: runs are training seeds (never episodes),
 tasks are the tasks of a suite split. Definitions (Agarwal et al. 2021, "Deep RL at the Edge of

@@ -1,5 +1,5 @@
-"""The ``transfer`` protocol (v1): source x target context transfer matrices (DESIGN §5; MBTL,
-Cho et al., NeurIPS 2024).
+"""The ``transfer`` protocol (v1): source x target context transfer matrices (MBTL, Cho et al.,
+NeurIPS 2024; docs/agents/transfer-mbtl.md).
 
 Train a policy on one source context, then evaluate it zero-shot on every target context of the
 suite (all its tasks, the ``all`` split): one row of the matrix J(source, target), normalised

@@ -1,4 +1,4 @@
-"""Core contracts every suite, policy and agent meets at (DESIGN §3).
+"""Core contracts every suite, policy and agent meets at (docs/design.md, "Core types").
 
 - ``Task``: an upstream environment id, verbatim, plus the stable ``index`` agents see.
 - ``Suite``: a frozen, versioned value with fixed ``train`` / ``test`` splits.

@@ -1,5 +1,5 @@
-"""The pure-JAX MiniGrid core equals minigrid 3.2.0 step for step (DESIGN §7: JAX backends equal
-to the reference backends on fixed seeds and actions).
+"""The pure-JAX MiniGrid core equals minigrid 3.2.0 step for step (docs/design.md, "Tests and
+benchmarks": JAX backends equal to the reference backends on fixed seeds and actions).
 
 Every comparison resets the real minigrid env, converts it with ``from_minigrid`` and steps both
 in lockstep with jitted functions (compiled once for the whole file: one padded grid size, one

@@ -1,4 +1,4 @@
-"""Contract tests over every registered suite (DESIGN §7).
+"""Contract tests over every registered suite (docs/design.md, "Tests and benchmarks").
 
 Meta-World registers 70 suites (5 benchmarks x 4 option variants, and MT1 for each of its 50
 tasks). They all share one env factory and wrapper and differ only in task lists and options,

@@ -1,4 +1,4 @@
-"""The functional JAX env of a MiniGrid suite (``mtrl_bench.jax_env.JaxEnv``, DESIGN §3).
+"""The functional JAX env of a MiniGrid suite (``mtrl_bench.jax_env.JaxEnv``, docs/design.md).
 
 One ``MiniGridJax`` serves all tasks of a suite: grids are padded to the static ``size`` (the
 largest width / height over the tasks), and a task is the data in its ``TaskParams``, so a batch

@@ -1,6 +1,6 @@
 """Contextual eco-driving (MBTL's ``eco-driving`` domain), SUMO reference backend.
 
-Scenario (MBTL's defaults, ``research/envs.md`` §3.1: ``NetGenTaskContext(base_id=11`` -- one
+Scenario (MBTL's defaults: ``NetGenTaskContext(base_id=11`` -- one
 lane, one phase -- ``lane_length=250, speed_limit=14, red_phase=35, offset=0)``): a single-lane
 250 m approach to a fixed-cycle signal (green ``green`` s, context, then red 35 s, offset 0, no
 yellow), then a 100 m exit; mixed autonomy: each arriving vehicle is a CAV with probability

@@ -1,6 +1,6 @@
 """Contextual traffic signal control (MBTL's ``traffic-signal`` domain), SUMO reference backend.
 
-Scenario (MBTL ran Vidali's DQN signal-control code, ``research/envs.md`` §3.1; taken from it):
+Scenario (MBTL ran Vidali's DQN signal-control code; taken from it):
 an isolated 4-arm intersection, every arm 4 incoming and 4 outgoing lanes of length ``L``
 (context, default 750 m) and speed limit ``v`` (context, default 13.89 m/s). Lanes 0-2 carry
 through (lane 0 also right) traffic, lane 3 left turns. Four phases: 0 NS through (+right),

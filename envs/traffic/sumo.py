@@ -3,8 +3,8 @@
 - ``binary(name)``: a SUMO tool (``sumo``, ``netconvert``, ...) from the ``eclipse-sumo`` wheel;
   ``run_tool`` runs one and raises with its stderr on failure.
 - ``SumoProcess``: one SUMO simulation in its own spawned child process. libsumo runs one
-  simulation per process and is about 10x faster than TraCI over a socket
-  (``research/envs.md`` §3.2), and it opens no port at all (DESIGN §5: no simulator server
+  simulation per process and is about 10x faster than TraCI over a socket, and it opens no
+  port at all (docs/design.md, "Evaluation and results": no simulator server
   listens beyond loopback; here none listens). The child imports a *driver*, ``"module:Class"``
   built with keyword arguments, which talks to libsumo; the parent calls the driver's methods
   by name (``call("step", action)``) over a pipe. So any number of SUMO envs can live in one
