@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from mtrl_bench import cli_agent
+from mtrl_bench import cli_agent, cli_leaderboard
 from mtrl_bench.errors import UsageError, input_error, require_positive
 from mtrl_bench.runner import RunConfig
 
@@ -25,14 +25,19 @@ DEMO_SUITE, DEMO_SEEDS, DEMO_STEPS = "minigrid/mt3-v1", (0, 1, 2), 400_000
 DEMO_AGENTS = (("random", "default"), ("sb3-ppo", "default"))  # (agent, preset)
 
 
-def list_ids(kind: Literal["all", "suites", "agents"] = "all") -> None:
-    """List registered suite and agent ids (imports no simulator or framework)."""
+def list_ids(kind: Literal["all", "suites", "agents", "leaderboards"] = "all") -> None:
+    """List registered suite, agent and leaderboard ids (imports no simulator or framework)."""
     from mtrl_bench import registry
+    from mtrl_bench.leaderboard import leaderboards
 
     if kind in ("all", "suites"):
         print("suites:\n" + "\n".join(f"  {s}" for s in registry.suite_ids()))
     if kind in ("all", "agents"):
         print("agents:\n" + "\n".join(f"  {a}" for a in registry.agent_ids()))
+    if kind in ("all", "leaderboards"):
+        rows = [f"  {k:<22} {lb.suite:<24} {lb.steps:>12,} env steps  {lb.title}"
+                for k, lb in leaderboards().items()]  # fmt: skip
+        print("leaderboards:\n" + "\n".join(rows))
 
 
 def train_command(argv: list[str]) -> Callable[..., None]:
@@ -207,7 +212,9 @@ def commands(argv: list[str]) -> dict[str, Callable[..., None]]:
     train = train_command(argv[1:] if argv[:1] == ["train"] else [])
     return {
         "list": list_ids, "train": train, "eval": evaluate, "report": report, "check": check,
-        "demo": demo, "transfer": transfer,
+        "demo": demo, "transfer": transfer, "submit": cli_leaderboard.submit,
+        "compare": cli_leaderboard.compare, "verify": cli_leaderboard.verify,
+        "leaderboard": cli_leaderboard.leaderboard,
     }  # fmt: skip
 
 
