@@ -223,6 +223,9 @@ def main(args: list[str] | None = None) -> int:
     try:
         with cli_agent.one_line_parse_errors():
             tyro.extras.subcommand_cli_from_dict(commands(argv), prog="mtrl", args=argv)
+    except BrokenPipeError:  # `mtrl ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
     except (UsageError, OSError) as err:
         if (message := input_error(err)) is None:
             raise  # a bug, not bad input: keep the traceback
