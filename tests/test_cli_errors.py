@@ -24,6 +24,7 @@ TRAIN = ["train", "--suite", "toy/goal-line-v1", "--agent", "random"]
 RESUME = [*TRAIN, "--steps", "5", "--eval-episodes", "2"]  # the saved run's config
 MTPPO = ["train", "--suite", "toy/goal-line-v1", "--agent", "mtppo", "--preset", "ci"]
 TRANSFER = ["transfer", "--suite", "control-jax/cartpole-masscart-v1"]
+SUBMIT = ["submit", "--leaderboard", "toy-goal-line/v1"]
 READ_ONLY = "read_only/out"  # under a directory made read-only (chmod 0o500) by the test
 
 
@@ -147,6 +148,22 @@ CASES = [
     ("transfer-negative-seed", [*TRANSFER, "--seeds", "-1"], "-1", None),
     ("transfer-non-integer-chunk", [*TRANSFER, "--chunk", "abc"], "'abc'", None),
     ("transfer-out-is-file", [*TRANSFER, "--out", "a_file.txt"], "a_file.txt is a file", None),
+    ("submit-unknown-leaderboard", [*SUBMIT[:1], "--leaderboard", "nope/v1", "--agent", "random"], "'nope/v1'", None),
+    ("submit-missing-leaderboard", ["submit", "--agent", "random"], "--leaderboard", None),
+    ("submit-neither-agent-nor-runs", SUBMIT, "--from-runs", None),
+    ("submit-unknown-agent", [*SUBMIT, "--agent", "nope"], "'nope'", None),
+    ("submit-zero-jobs", [*SUBMIT, "--agent", "random", "--jobs", "0"], "jobs must be positive, got 0", None),
+    ("submit-from-runs-empty", [*SUBMIT, "--from-runs", "empty"], "empty", None),
+    ("submit-from-runs-is-file", [*SUBMIT, "--from-runs", "a_file.txt"], "a_file.txt", None),
+    ("submit-from-run-config-corrupted", [*SUBMIT, "--from-runs", RUN], "config.json", write(f"{RUN}/config.json", '{"suite": "toy/go')),
+    ("submit-out-under-file", [*SUBMIT, "--agent", "random", "--out", "a_file.txt/b.json"], "a_file.txt is a file", None),
+    ("compare-unknown-leaderboard", ["compare", "--leaderboard", "nope/v1", "--agent", "random"], "'nope/v1'", None),
+    ("compare-bundle-not-json", ["compare", *SUBMIT[1:], "--bundle", "a_file.txt"], "a_file.txt", None),
+    ("compare-bundle-missing", ["compare", *SUBMIT[1:], "--bundle", "missing.json"], "missing.json", None),
+    ("verify-bundle-missing", ["verify", "--bundle", "missing.json", "--checkpoints", "empty"], "missing.json", None),
+    ("verify-nan-tolerance", ["verify", "--bundle", "a_file.txt", "--checkpoints", "empty", "--tolerance", "nan"], "got nan", None),
+    ("leaderboard-bundles-missing", ["leaderboard", "--bundles", "missing"], "missing", None),
+    ("leaderboard-out-is-file", ["leaderboard", "--bundles", "empty", "--out", "a_file.txt"], "a_file.txt", None),
 ]  # fmt: skip
 BY_ID = {c[0]: c for c in CASES}
 #: also run through a real ``mtrl`` process
