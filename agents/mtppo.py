@@ -65,6 +65,7 @@ from mtrl_bench.agents import rollout as ro
 from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
 from tqdm.auto import tqdm
 
+from mtrl_bench import make_env, make_single_env
 from mtrl_bench.errors import UsageError
 from mtrl_bench.results import RunDir
 from mtrl_bench.types import AgentSpec, Suite
@@ -136,7 +137,7 @@ def n_experts(config: Config, suite: Suite) -> int:
 
 
 def _networks(config: Config, suite: Suite, conv=nets.conv2x2) -> tuple[nets.MultiTaskNet, ...]:
-    n_actions = int(suite.make_single(suite.splits["train"][0]).action_space.n)
+    n_actions = int(make_single_env(suite, suite.splits["train"][0]).action_space.n)
     common = dict(kind=config.network, n_experts=n_experts(config, suite),
                   num_tasks=suite.num_tasks, num_train_tasks=len(suite.splits["train"]),
                   hidden=config.hidden, eps=config.gs_eps, mlp_widths=tuple(config.mlp_widths),
@@ -193,7 +194,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
         raise UsageError(f"steps_per_task {config.steps_per_task} is not a multiple of "
                          f"envs_per_task {epp}")  # fmt: skip
     actor, critic = _networks(config, suite, conv)
-    obs_space = suite.make_single(int(task_ids[0])).observation_space
+    obs_space = make_single_env(suite, int(task_ids[0])).observation_space
     tids = jnp.asarray(task_ids)
     n, mb = config.steps_per_task, config.minibatch_per_task
 
@@ -325,7 +326,7 @@ def _fit(algo: Algo, suite: Suite, learner: Learner, seed: int, run_dir: RunDir,
         env = jax.jit(start)(learner.key, ro.run_keys(seed, t * epp)[1])[1]
         run = jax.jit(run, static_argnums=2)
     else:
-        venv = suite.make(split, envs_per_task=epp, seed=seed)
+        venv = make_env(suite, split, envs_per_task=epp, seed=seed)
         env = ro.python_reset(venv)
         policy_step, update = jax.jit(algo.policy_step), jax.jit(algo.update)
     if (hit := load_tree(ckpt, (learner, env) if on_jax else learner)) is not None:
@@ -365,7 +366,7 @@ class PPOPolicy:
     def __init__(self, config: Config, suite: Suite, learner: Learner) -> None:
         self.config, self.suite, self.learner = config, suite, learner
         actor = _networks(config, suite)[0]
-        self._dtype = suite.make_single(suite.splits["train"][0]).observation_space.dtype
+        self._dtype = make_single_env(suite, suite.splits["train"][0]).observation_space.dtype
 
         def act(params, obs, task_ids, key, deterministic):
             logits = actor.apply(params, obs[:, None], task_ids)[:, 0]

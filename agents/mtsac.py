@@ -73,6 +73,7 @@ from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
 from mtrl_bench.agents.replay import TaskReplay
 from tqdm.auto import tqdm
 
+from mtrl_bench import make_env, make_single_env
 from mtrl_bench.errors import UsageError
 from mtrl_bench.results import RunDir, atomic_write_bytes
 from mtrl_bench.types import EVAL_SEED_OFFSET, AgentSpec, Suite
@@ -176,7 +177,7 @@ def _optimizer(lr: float, clip: float, params: Any, frozen: bool) -> optax.Gradi
 def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = False) -> Algo:
     if config.network not in ("mtsac", "mh", "moe", "moore"):
         raise UsageError(f"network must be mtsac, mh, moe or moore, got {config.network!r}")
-    env = suite.make_single(suite.splits[split][0])
+    env = make_single_env(suite, suite.splits[split][0])
     space, obs_space = env.action_space, env.observation_space
     env.close()
     if not isinstance(space, gym.spaces.Box) or len(obs_space.shape) != 1:
@@ -319,7 +320,7 @@ def _save(ckpt: Path, learner: Learner, replay: TaskReplay, rng: np.random.Gener
 def _fit(algo: Algo, suite: Suite, learner: Learner, seed: int, run_dir: RunDir, ckpt: Path,
          steps: int, progress: bool, split: str) -> Learner:  # fmt: skip
     config, t, epp = algo.config, len(algo.task_ids), algo.config.envs_per_task
-    venv = suite.make(split, envs_per_task=epp, seed=seed)
+    venv = make_env(suite, split, envs_per_task=epp, seed=seed)
     n_envs, act_dim = venv.num_envs, len(algo.low)
     task_pos = np.repeat(np.arange(t), epp)
     total = max(1, -(-steps // n_envs))

@@ -3,7 +3,7 @@
 
 - ``jax_rollout``: on a JAX suite, ``steps`` vector steps as one ``lax.scan``, with the sub-env
   key scheme of ``jax_vector`` (``reset_one`` / ``vector_step``), so it sees exactly the episodes a
-  ``Suite.make(split, seed=seed)`` vector env gives for the same actions.
+  ``make_env(suite, split, seed=seed)`` vector env gives for the same actions.
 - ``python_rollout``: the same loop over any suite's vector env (CPU reference backends).
 
 Both call ``policy_step(params, obs, key) -> (key, actions)`` once per step and return a
@@ -29,7 +29,7 @@ PolicyStep = Callable[[Any, Any, jax.Array], tuple[jax.Array, Any]]
 
 
 class Batch(NamedTuple):
-    """One rollout, ``(E, S, ...)``: env-major, envs ordered task-major (as ``Suite.make``)."""
+    """One rollout, ``(E, S, ...)``: env-major, envs ordered task-major (as ``make_env``)."""
 
     obs: Any
     actions: Any
@@ -51,7 +51,7 @@ class EnvCarry(NamedTuple):
 
 
 def run_keys(seed: int, num_envs: int) -> tuple[jax.Array, jax.Array]:
-    """The agent key and the env keys of a run; the env keys are those ``Suite.make`` gives its
+    """The agent key and the env keys of a run; the env keys are those ``make_env`` gives its
     sub-envs for ``seed`` (``jax_vector.env_keys``), so both rollouts see the same episodes."""
     return jax.random.key(seed), env_keys(seed, num_envs)
 

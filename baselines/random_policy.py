@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from mtrl_bench.types import AgentSpec, Suite
+from mtrl_bench import make_single_env
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ class RandomPolicy:
 
 def load(run_dir: Path, suite: Suite) -> RandomPolicy:
     seed = json.loads((run_dir / "config.json").read_text())["seed"]
-    return RandomPolicy(suite.make_single(suite.tasks[0]).action_space, seed)
+    return RandomPolicy(make_single_env(suite, suite.tasks[0]).action_space, seed)
 
 
 def train(config: Config, suite: Suite, seed: int, run_dir: Path, steps: int, progress: bool):
-    return RandomPolicy(suite.make_single(suite.tasks[0]).action_space, seed)
+    return RandomPolicy(make_single_env(suite, suite.tasks[0]).action_space, seed)
 
 
 SPEC = AgentSpec(

@@ -52,6 +52,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 from mtrl_bench.errors import UsageError
+from mtrl_bench import make_env, make_single_env
 from mtrl_bench.results import RunDir, atomic_write_text
 from mtrl_bench.types import AgentSpec, Suite
 from mtrl_bench.vector import MultiTaskVectorEnv
@@ -209,7 +210,7 @@ class IndependentPolicy:
 
     def __init__(self, models: dict[int, Any], suite: Suite, seed: int = 0) -> None:
         self.policies = {t: SB3Policy(m, suite.num_tasks) for t, m in models.items()}
-        self.random = RandomPolicy(suite.make_single(suite.tasks[0]).action_space, seed)
+        self.random = RandomPolicy(make_single_env(suite, suite.tasks[0]).action_space, seed)
 
     def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:
         task_ids, actions = np.asarray(task_ids), self.random.act(obs, task_ids)
@@ -240,11 +241,12 @@ def _make_model(config: Config, env: OneHotTaskVecEnv, seed: int) -> PPO:
 
 def _make_envs(config: Config, suite: Suite, seed: int, independent: bool) -> dict[int, Any]:
     if not independent:  # key -1: the shared model's env; else one env per training task
-        venv = suite.make("train", envs_per_task=config.envs_per_task, seed=seed)
+        venv = make_env(suite, "train", envs_per_task=config.envs_per_task, seed=seed)
         return {-1: OneHotTaskVecEnv(venv, suite.num_tasks)}
     n, envs = config.envs_per_task, {}
     for t in suite.splits["train"]:
-        venv = MultiTaskVectorEnv([lambda t=t: suite.make_single(t)] * n, np.full(n, t), seed=seed)
+        fns = [lambda t=t: make_single_env(suite, t)] * n
+        venv = MultiTaskVectorEnv(fns, np.full(n, t), seed=seed)
         envs[t] = OneHotTaskVecEnv(venv, suite.num_tasks)
     return envs
 

@@ -2,11 +2,11 @@
 
     python benchmarks/metaworld_throughput.py [--quick]
 
-Section ``env_rows``: env steps/s of ``metaworld/mt10-v1`` (``Suite.make("train", vector=...)``)
-vs raw ``gymnasium.make_vec("Meta-World/MT10", vector_strategy=...)`` (metaworld 3.1.1), both
-with uniformly random actions (the same pre-drawn array), 500-step episodes and SAME_STEP
-autoresets included, ``sync`` and ``async``. Ours ``async`` runs the 10 envs in one worker per
-core (``AsyncMultiTaskVectorEnv``); upstream's in one process per env (gymnasium
+Section ``env_rows``: env steps/s of ``metaworld/mt10-v1`` (``make_env(suite, "train",
+vector=...)``) vs raw ``gymnasium.make_vec("Meta-World/MT10", vector_strategy=...)`` (metaworld
+3.1.1), both with uniformly random actions (the same pre-drawn array), 500-step episodes and
+SAME_STEP autoresets included, ``sync`` and ``async``. Ours ``async`` runs the 10 envs in one
+worker per core (``AsyncMultiTaskVectorEnv``); upstream's in one process per env (gymnasium
 ``AsyncVectorEnv``). Ours and the peer alternate within each repeat, and the best repeat counts
 (other work on the machine slows both). Construction times are reported beside the rates.
 Target: our overhead <= 5 %, i.e. ratio >= 0.95.
@@ -62,6 +62,7 @@ def env_rows(quick: bool) -> list[dict]:
     import metaworld  # noqa: F401  (registers Meta-World/*)
 
     from mtrl_bench.registry import get_suite
+    from mtrl_bench import make_env
 
     suite = get_suite("metaworld/mt10-v1")
     steps, repeats = (300, 2) if quick else (1500, 3)
@@ -69,7 +70,7 @@ def env_rows(quick: bool) -> list[dict]:
     rows, when = [], datetime.now(UTC).isoformat(timespec="seconds")
     for strategy in ("sync", "async"):
         log(f"MT10 {strategy}: constructing ours and upstream's")
-        ours, ours_s = _timed(lambda s=strategy: suite.make("train", seed=0, vector=s))
+        ours, ours_s = _timed(lambda s=strategy: make_env(suite, "train", seed=0, vector=s))
         peer, peer_s = _timed(
             lambda s=strategy: gym.make_vec("Meta-World/MT10", vector_strategy=s, seed=0)
         )
@@ -113,11 +114,13 @@ def sac_rows(quick: bool) -> list[dict]:
     from stable_baselines3.common.logger import configure
 
     from mtrl_bench.registry import get_agent, get_suite
+    from mtrl_bench import make_env
 
     suite, n, when = get_suite("metaworld/mt10-v1"), 20 if quick else 100, _now()
     rng = np.random.default_rng(0)
     log("SAC updates at the MT10 batch: SB3 SAC (MTSAC-sized MLP)")
-    venv = OneHotTaskVecEnv(suite.make("train", seed=0, vector="sync"), 10)  # 10 training tasks
+    venv = make_env(suite, "train", seed=0, vector="sync")
+    venv = OneHotTaskVecEnv(venv, 10)  # 10 training tasks
     model = SAC("MultiInputPolicy", venv, batch_size=1280, learning_starts=0, seed=0,
                 policy_kwargs={"net_arch": [400, 400, 400]})  # fmt: skip
     model.set_logger(configure(None, []))

@@ -58,7 +58,7 @@ Options (``Suite.options``, recorded in every result): ``reward_function_version
 (default) or ``v1`` (id infix ``-rv1``; Meta-World+ shows results are not comparable across the
 two); ``max_episode_steps`` 500 (default) or 150 (MOORE's preset, id infix ``-h150``);
 ``score: "success"`` (``evaluate`` reports the success rate as the normalised score, since
-Meta-World is judged by success rate); goal seeds and counts; ``async_from_envs``: ``Suite.make``
+Meta-World is judged by success rate); goal seeds and counts; ``async_from_envs``: ``make_env``
 steps the envs in worker processes when there are at least this many (MuJoCo dominates).
 """
 

@@ -14,6 +14,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 from mtrl_bench.types import Suite
+from mtrl_bench.make import make_env, make_single_env
 
 
 def check_splits(suite: Suite) -> None:
@@ -28,7 +29,7 @@ def check_splits(suite: Suite) -> None:
 def check_single_envs(suite: Suite) -> None:
     """gymnasium's ``check_env`` (spaces, seeding determinism, step API) on every task."""
     for task in suite.tasks:
-        env = suite.make_single(task)
+        env = make_single_env(suite, task)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             check_env(env, skip_render_check=True)
@@ -38,7 +39,7 @@ def check_single_envs(suite: Suite) -> None:
 
 
 def _rollout(suite: Suite, split: str, seed: int, steps: int) -> list[tuple]:
-    env = suite.make(split, envs_per_task=2, seed=seed)
+    env = make_env(suite, split, envs_per_task=2, seed=seed)
     env.action_space.seed(seed)
     obs, info = env.reset()
     trace = [(obs, info["success"])]
@@ -51,7 +52,7 @@ def _rollout(suite: Suite, split: str, seed: int, steps: int) -> list[tuple]:
 
 
 def check_vector_env(suite: Suite, split: str, steps: int = 200) -> None:
-    env = suite.make(split, envs_per_task=2, seed=0)
+    env = make_env(suite, split, envs_per_task=2, seed=0)
     where = f"{suite.id}[{split}]"
     assert isinstance(env, gym.vector.VectorEnv), f"{where}: not a gymnasium VectorEnv"
     assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP, f"{where}: autoreset mode"

@@ -83,7 +83,9 @@ def evaluate(
     require_positive("envs_per_task", envs_per_task)
     tasks = suite.split_tasks(split)
     envs_per_task = min(envs_per_task, episodes_per_task)
-    env = suite.make(split, envs_per_task=envs_per_task, seed=EVAL_SEED_OFFSET + seed)
+    from mtrl_bench.make import make_env  # here: `mtrl list` imports this module, not gymnasium
+
+    env = make_env(suite, split, envs_per_task=envs_per_task, seed=EVAL_SEED_OFFSET + seed)
     n = env.num_envs
     # Quota of env j within its task: episodes split as evenly as possible, decided up front.
     quota = np.tile(

@@ -144,7 +144,7 @@ def _index(tree: PyTree, i: int) -> PyTree:
 
 
 def _random_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2 * 10**9))  # inside Suite.make's allowed seed range
+    return int(rng.integers(2 * 10**9))  # inside make_env's allowed seed range
 
 
 class _SubEnvView:

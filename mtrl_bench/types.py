@@ -1,7 +1,8 @@
 """Core contracts every suite, policy and agent meets at (docs/design.md, "Core types").
 
 - ``Task``: an upstream environment id, verbatim, plus the stable ``index`` agents see.
-- ``Suite``: a frozen, versioned value with fixed ``train`` / ``test`` splits.
+- ``Suite``: a frozen, versioned value with fixed ``train`` / ``test`` splits. It is data: envs
+  are built from it by ``mtrl_bench.make_env`` / ``make_single_env`` (``mtrl_bench/make.py``).
 - ``Policy``: what the harness needs to evaluate anything (``act`` + ``reset``).
 - ``Agent``: a policy that can also ``update``, ``save`` and ``load``.
 
@@ -15,17 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from mtrl_bench.errors import UsageError, require_positive
-
-if TYPE_CHECKING:
-    import gymnasium as gym
-
-    from mtrl_bench.jax_vector import JaxVectorEnv
-    from mtrl_bench.vector import AsyncMultiTaskVectorEnv, MultiTaskVectorEnv
+from mtrl_bench.errors import UsageError
 
 #: Evaluation env seeds are offset by this much, so they never meet training env seeds.
 EVAL_SEED_OFFSET = 1_000_000_000
@@ -92,49 +87,6 @@ class Suite:
                 f"unknown split {split!r} for suite {self.id}; allowed: {', '.join(self.splits)}"
             )
         return tuple(self.tasks[i] for i in self.splits[split])
-
-    def make_single(self, task: Task | int) -> gym.Env:
-        """One upstream env for one task (what ``check_env`` and single-task agents use)."""
-        task = self.tasks[task] if isinstance(task, int) else task
-        if self.backend == "jax":  # env_factory is f(suite) -> JaxEnv, built once per suite
-            from mtrl_bench.jax_vector import JaxSingleEnv, suite_env
-
-            return JaxSingleEnv(suite_env(self), task)
-        return load_attr(self.env_factory)(task, self)
-
-    def make(
-        self,
-        split: str,
-        *,
-        envs_per_task: int = 1,
-        seed: int = 0,
-        vector: Literal["auto", "sync", "async"] = "auto",
-    ) -> MultiTaskVectorEnv | AsyncMultiTaskVectorEnv | JaxVectorEnv:
-        """A vector env over the tasks of ``split``; env ``j`` of task ``t`` sits at
-        ``t_pos * envs_per_task + j``. The first ``reset()`` without a seed uses ``seed``.
-        ``vector`` (numpy backend): ``"async"`` steps the envs in worker processes, ``"auto"``
-        does so when there are at least ``options["async_from_envs"]`` envs (same rollouts)."""
-        from mtrl_bench.vector import AsyncMultiTaskVectorEnv, MultiTaskVectorEnv
-
-        require_positive("envs_per_task", envs_per_task)
-        if vector not in ("auto", "sync", "async"):
-            raise UsageError(f"vector must be 'auto', 'sync' or 'async', got {vector!r}")
-        if seed < 0 or seed >= EVAL_SEED_OFFSET * 2:
-            raise UsageError(f"seed must be in [0, {2 * EVAL_SEED_OFFSET}), got {seed}")
-        tasks = self.split_tasks(split)
-        fns = [(lambda t=t: self.make_single(t)) for t in tasks for _ in range(envs_per_task)]
-        task_ids = np.repeat([t.index for t in tasks], envs_per_task)
-        if self.backend == "jax":  # same layout, seeds and contract (mtrl_bench.jax_vector)
-            from mtrl_bench.jax_vector import JaxVectorEnv, suite_env
-
-            subs = [t for t in tasks for _ in range(envs_per_task)]
-            if vector == "async":
-                raise UsageError(f"vector='async' needs a numpy-backend suite; {self.id} is jax")
-            return JaxVectorEnv(suite_env(self), subs, task_ids, seed=seed)
-        threshold = self.options.get("async_from_envs")
-        if vector == "async" or (vector == "auto" and threshold and len(fns) >= threshold):
-            return AsyncMultiTaskVectorEnv(fns, task_ids, seed=seed)
-        return MultiTaskVectorEnv(fns, task_ids, seed=seed)
 
     @property
     def num_tasks(self) -> int:

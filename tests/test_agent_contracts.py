@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mtrl_bench.registry import agent_ids, get_agent, get_suite
+from mtrl_bench import make_env
 from mtrl_bench.results import RunDir
 from mtrl_bench.runner import RunConfig, resolve
 from mtrl_bench.types import AgentSpec, Policy
@@ -45,7 +46,7 @@ def test_train_act_save_load_same_actions(agent_id, tmp_path):
     loaded = spec.load(run_dir.path, suite)
     assert isinstance(trained, Policy) and isinstance(loaded, Policy)
     for split in ("train", "test"):
-        env = suite.make(split, envs_per_task=3, seed=1)
+        env = make_env(suite, split, envs_per_task=3, seed=1)
         obs, _ = env.reset()
         a = trained.act(obs, env.task_ids, deterministic=True)
         b = loaded.act(obs, env.task_ids, deterministic=True)

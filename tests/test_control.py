@@ -24,6 +24,7 @@ from mtrl_bench.envs import control
 from mtrl_bench.envs import control_jax as cj
 
 from mtrl_bench.checks import check_suite
+from mtrl_bench import make_single_env
 from mtrl_bench.jax_env import JaxEnv, stack_params
 
 NUMPY_SUITES = [
@@ -117,7 +118,7 @@ def _compare(suite, multiplier: float, policy, seed: int, *, forced: bool, flags
     jenv = cj.make_suite_env(suite)  # reads only options['upstream'], shared by both backends
     params = jenv.params(task)
     obs, state = _reset_fn(type(jenv))(jax.random.key(seed), params)
-    genv = suite.make_single(task)
+    genv = make_single_env(suite, task)
     genv.reset(seed=seed)  # arms TimeLimit / OrderEnforcing; the state is then overwritten
     genv.unwrapped.state = np.asarray(_get_physics(state), np.float64)
     wrap = _wrap64 if isinstance(state, cj.PendulumState) else lambda s: s
@@ -315,7 +316,7 @@ def test_tasks_names_values_and_bounds():
     assert control.PENDULUM_LENGTH.tasks[99].name == "Pendulum-v1[l=10.0x]"
     with pytest.raises(ValueError):
         control.task_index(0.05)
-    env = control.CARTPOLE_LENGTH.make_single(control.task_index(3.7)).unwrapped
+    env = make_single_env(control.CARTPOLE_LENGTH, control.task_index(3.7)).unwrapped
     assert env.length == 1.85 and env.polemass_length == pytest.approx(0.185)
     assert env.total_mass == pytest.approx(1.1)
 

@@ -9,6 +9,7 @@ from baselines_helpers import GoalLineOracle
 from mtrl_bench.baselines.random_policy import RandomPolicy
 
 from mtrl_bench.errors import UsageError
+from mtrl_bench import make_single_env
 from mtrl_bench.evaluation import PROTOCOLS, evaluate, get_protocol
 from mtrl_bench.registry import get_suite
 from mtrl_bench.types import Suite, Task
@@ -76,7 +77,7 @@ def test_scripted_oracle_scores_one_and_random_is_worse():
     assert [t.score for t in oracle.tasks] == pytest.approx([1.0, 1.0, 1.0])
     held_out = evaluate(GoalLineOracle(), suite, "test", 8, seed=0)
     assert held_out.tasks[0].task_index == 3 and held_out.score == pytest.approx(1.0)
-    action_space = suite.make_single(0).action_space
+    action_space = make_single_env(suite, 0).action_space
     rand = evaluate(RandomPolicy(action_space, 0), suite, "train", 32, seed=0)
     assert rand.score < 0.5
 
@@ -96,7 +97,7 @@ def test_policy_reset_mask_follows_episode_ends():
 
 def test_stochastic_evaluation_is_seeded():
     suite = get_suite("minigrid/mt3-v1")
-    space = suite.make_single(0).action_space
+    space = make_single_env(suite, 0).action_space
     a = evaluate(RandomPolicy(space, 1), suite, "train", 3, seed=5)
     b = evaluate(RandomPolicy(space, 1), suite, "train", 3, seed=5)
     c = evaluate(RandomPolicy(space, 1), suite, "train", 3, seed=6)

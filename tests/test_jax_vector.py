@@ -1,6 +1,6 @@
 """The JAX-backend adapters (``mtrl_bench.jax_vector``) mirror the numpy ``MultiTaskVectorEnv``.
 
-A JAX re-implementation of ``toy/goal-line-v1`` lives here (``GoalLineJax``, ``make_env``); its
+A JAX re-implementation of ``toy/goal-line-v1`` lives here (``GoalLineJax``, ``goal_line_jax``); its
 suite must pass the suite contract checks, step exactly like the numpy suite on the same
 actions, evaluate to the same results, and train SB3 PPO to the same weights.
 """
@@ -16,12 +16,13 @@ from mtrl_bench.baselines.sb3 import PRESETS, OneHotTaskVecEnv, _make_model
 from mtrl_bench.envs.toy import GOAL_LINE
 
 from mtrl_bench import checks
+from mtrl_bench import make_env, make_single_env
 from mtrl_bench.evaluation import evaluate
 from mtrl_bench.jax_env import JaxEnv, stack_params
 from mtrl_bench.jax_vector import JaxSingleEnv, JaxVectorEnv, _jitted, env_keys, suite_env
 from mtrl_bench.types import EVAL_SEED_OFFSET, SEED_STRIDE, Suite
 
-SPACE = GOAL_LINE.make_single(0).observation_space
+SPACE = make_single_env(GOAL_LINE, 0).observation_space
 CELLS, MAX_STEPS = SPACE.shape[0], GOAL_LINE.tasks[0].max_episode_steps
 
 
@@ -59,13 +60,13 @@ class GoalLineJax:
         return obs, state, reward, reached, truncated, {"success": reached, "final_obs": final_obs}
 
 
-def make_env(suite: Suite) -> GoalLineJax:
+def goal_line_jax(suite: Suite) -> GoalLineJax:
     return GoalLineJax(noise=suite.options.get("noise", 0.0))
 
 
 def _jax_suite(**options) -> Suite:
     return Suite(id="toy/goal-line-jax-v1", tasks=GOAL_LINE.tasks, splits=GOAL_LINE.splits,
-                 env_factory="test_jax_vector:make_env", backend="jax", options=options)  # fmt: skip
+                 env_factory="test_jax_vector:goal_line_jax", backend="jax", options=options)  # fmt: skip
 
 
 JAX_LINE, NOISY_LINE = _jax_suite(), _jax_suite(noise=1.0)
@@ -73,9 +74,9 @@ JAX_LINE, NOISY_LINE = _jax_suite(), _jax_suite(noise=1.0)
 
 def test_goal_line_jax_is_a_jax_env():
     assert isinstance(suite_env(JAX_LINE), JaxEnv)
-    assert suite_env(JAX_LINE) is suite_env(JAX_LINE) is JAX_LINE.make("train").jax_env
+    assert suite_env(JAX_LINE) is suite_env(JAX_LINE) is make_env(JAX_LINE, "train").jax_env
     assert suite_env(NOISY_LINE) is not suite_env(JAX_LINE)  # same id, different suite
-    assert isinstance(JAX_LINE.make_single(0), JaxSingleEnv)
+    assert isinstance(make_single_env(JAX_LINE, 0), JaxSingleEnv)
 
 
 @pytest.mark.parametrize("suite", [JAX_LINE, NOISY_LINE], ids=["plain", "noisy"])
@@ -87,8 +88,8 @@ def test_check_suite_passes(suite):
 def test_rollouts_equal_numpy_backend():
     """Same actions -> same obs, rewards, flags, success and final_obs as MultiTaskVectorEnv."""
     for split in ("train", "test"):
-        ours = JAX_LINE.make(split, envs_per_task=3, seed=4)
-        ref = GOAL_LINE.make(split, envs_per_task=3, seed=4)
+        ours = make_env(JAX_LINE, split, envs_per_task=3, seed=4)
+        ref = make_env(GOAL_LINE, split, envs_per_task=3, seed=4)
         assert isinstance(ref, gym.vector.VectorEnv) and type(ref) is not type(ours)
         np.testing.assert_array_equal(ours.task_ids, ref.task_ids)
         assert ours.observation_space == ref.observation_space
@@ -158,7 +159,7 @@ def test_sb3_one_hot_adapter_and_ppo_match_numpy_backend():
     config = PRESETS["ci"]
     weights = []
     for suite in (JAX_LINE, GOAL_LINE):
-        env = OneHotTaskVecEnv(suite.make("train", envs_per_task=2, seed=0), suite.num_tasks)
+        env = OneHotTaskVecEnv(make_env(suite, "train", envs_per_task=2, seed=0), suite.num_tasks)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # e.g. SB3's "render_mode is not defined" warning
             model = _make_model(config, env, seed=0)
@@ -181,7 +182,7 @@ def test_same_seed_same_rollout_and_seeds_matter():
     assert not any(np.array_equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
     # Seeding rules of MultiTaskVectorEnv: first unseeded reset uses the construction seed,
     # later unseeded resets continue; an explicit seed restarts the streams.
-    env = NOISY_LINE.make("train", envs_per_task=2, seed=5)
+    env = make_env(NOISY_LINE, "train", envs_per_task=2, seed=5)
     first, _ = env.reset()
     np.testing.assert_array_equal(first, a[0][0])
     again, _ = env.reset()
@@ -191,7 +192,7 @@ def test_same_seed_same_rollout_and_seeds_matter():
 
 def test_reset_keys_are_derived_from_sub_seeds():
     """Sub-env i of a vector env built with seed s resets with split(key(s * STRIDE + i))[1]."""
-    env, seed = NOISY_LINE.make("train", envs_per_task=2, seed=7), 7
+    env, seed = make_env(NOISY_LINE, "train", envs_per_task=2, seed=7), 7
     obs, _ = env.reset()
     jax_env, keys = env.jax_env, env_keys(seed, env.num_envs)
     for i, task_id in enumerate(env.task_ids):
@@ -215,7 +216,7 @@ def test_eval_and_train_keys_are_disjoint():
 
 
 def test_plain_env_does_not_autoreset():
-    env = JAX_LINE.make_single(0)  # goal 0: seven steps left from cell 7
+    env = make_single_env(JAX_LINE, 0)  # goal 0: seven steps left from cell 7
     obs, info = env.reset(seed=0)
     assert obs.argmax() == 7 and info == {"success": False} and env.spec is None
     for _ in range(7):

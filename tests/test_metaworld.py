@@ -13,6 +13,7 @@ from mtrl_bench.baselines.metaworld_experts import SPEC, ExpertPolicy  # noqa: E
 from mtrl_bench.envs import metaworld as mw  # noqa: E402
 
 from mtrl_bench.errors import UsageError  # noqa: E402
+from mtrl_bench import make_env, make_single_env  # noqa: E402
 from mtrl_bench.evaluation import evaluate  # noqa: E402
 from mtrl_bench.registry import METAWORLD_TASKS, get_suite  # noqa: E402
 from mtrl_bench.vector import AsyncMultiTaskVectorEnv, MultiTaskVectorEnv  # noqa: E402
@@ -83,10 +84,10 @@ def test_options_and_observability():
     assert suite.options["score"] == "success" and suite.options["goal_seeds"] == mw.GOAL_SEEDS
     assert get_suite("metaworld/mt10-v1").options["reward_function_version"] == "v2"
     ml_suite, ml_task = _task("metaworld/ml10-v1", "reach-v3")
-    obs, _ = ml_suite.make_single(ml_task).reset(seed=0)
+    obs, _ = make_single_env(ml_suite, ml_task).reset(seed=0)
     assert not ml_suite.options["goal_observable"] and np.all(obs[-3:] == 0)
     mt_suite, mt_task = _task("metaworld/mt10-v1", "reach-v3")
-    env = mt_suite.make_single(mt_task)
+    env = make_single_env(mt_suite, mt_task)
     obs, _ = env.reset(seed=0)
     np.testing.assert_array_equal(obs[-3:], env.goal[-3:])  # reach: the goal is rand_vec[3:]
     assert env.observation_space.contains(obs)
@@ -112,11 +113,11 @@ def test_train_and_test_goals_disjoint():
 
 def test_same_seed_same_goals_and_episodes():
     suite, task = _task("metaworld/mt10-h150-v1", "push-v3")
-    a = _rollout(suite.make_single(task), seed=5, steps=320)
-    b = _rollout(suite.make_single(task), seed=5, steps=320)
+    a = _rollout(make_single_env(suite, task), seed=5, steps=320)
+    b = _rollout(make_single_env(suite, task), seed=5, steps=320)
     assert len(a[0]) == 3  # two autoresets: three goals
     assert all(_same(x, y) for x, y in zip(a, b, strict=True))
-    env = suite.make_single(task)  # a reseeded env repeats itself too
+    env = make_single_env(suite, task)  # a reseeded env repeats itself too
     c = _rollout(env, seed=5, steps=320)
     d = _rollout(env, seed=5, steps=320)
     assert all(_same(x, y) and _same(x, z) for x, y, z in zip(a, c, d, strict=True))
@@ -124,7 +125,7 @@ def test_same_seed_same_goals_and_episodes():
 
 def test_different_seed_different_goal_order_and_full_cycle():
     suite, task = _task("metaworld/mt10-v1", "reach-v3")
-    env = suite.make_single(task)
+    env = make_single_env(suite, task)
 
     def goals(seed, n):
         out = []
@@ -141,20 +142,20 @@ def test_different_seed_different_goal_order_and_full_cycle():
 
 def test_goal_index_pins_the_goal():
     suite, task = _task("metaworld/ml10-v1", "lever-pull-v3", split="test", goal_index=7)
-    env = suite.make_single(task)
+    env = make_single_env(suite, task)
     for seed in (0, 1, None, None):
         env.reset(seed=seed)
         np.testing.assert_array_equal(env.goal, mw.task_goals("lever-pull-v3", "test")[7])
     suite, bad = _task("metaworld/ml10-v1", "lever-pull-v3", split="test", goal_index=40)
     with pytest.raises(UsageError, match="goal_index"):
-        suite.make_single(bad)
+        make_single_env(suite, bad)
 
 
 def test_reward_version_changes_rewards_not_dynamics():
     _, v2_task = _task("metaworld/mt10-h150-v1", "pick-place-v3")
     v1_suite, v1_task = _task("metaworld/mt10-rv1-h150-v1", "pick-place-v3")
-    v2 = _rollout(get_suite("metaworld/mt10-h150-v1").make_single(v2_task), 3, 40)
-    v1 = _rollout(v1_suite.make_single(v1_task), 3, 40)
+    v2 = _rollout(make_single_env(get_suite("metaworld/mt10-h150-v1"), v2_task), 3, 40)
+    v1 = _rollout(make_single_env(v1_suite, v1_task), 3, 40)
     assert _same(v1[1], v2[1])  # same observations
     assert not np.allclose(v1[2], v2[2])  # different rewards
     assert all(0 <= r <= 10 for r in v2[2]) and min(v1[2]) < 0  # V2 in [0, 10]; V1 unbounded
@@ -162,7 +163,7 @@ def test_reward_version_changes_rewards_not_dynamics():
 
 def test_h150_truncates_at_150():
     suite, task = _task("metaworld/mt10-h150-v1", "reach-v3")
-    env = suite.make_single(task)
+    env = make_single_env(suite, task)
     env.reset(seed=0)
     for t in range(1, 151):
         _, _, terminated, truncated, info = env.step(np.zeros(4, np.float32))
@@ -182,7 +183,7 @@ def test_fidelity_vs_upstream(name):
     upstream.set_task(upstream_task)
     upstream = gym.wrappers.TimeLimit(upstream, 500)
     suite, task = _task("metaworld/mt10-v1", name, goal_index=k)
-    ours = suite.make_single(task)
+    ours = make_single_env(suite, task)
     a, _ = ours.reset(seed=123)
     b, _ = upstream.reset(seed=123)
     np.testing.assert_array_equal(ours.goal, pickle.loads(upstream_task.data)["rand_vec"])
@@ -198,8 +199,8 @@ def test_async_equals_sync_on_metaworld():
     suite = get_suite("metaworld/mt10-v1")  # 30-step episodes: autoresets at a small cost
     short = tuple(dataclasses.replace(t, max_episode_steps=30) for t in suite.tasks)
     suite = dataclasses.replace(suite, tasks=short)
-    sync = suite.make("train", envs_per_task=1, seed=4, vector="sync")
-    par = suite.make("train", envs_per_task=1, seed=4, vector="async")
+    sync = make_env(suite, "train", envs_per_task=1, seed=4, vector="sync")
+    par = make_env(suite, "train", envs_per_task=1, seed=4, vector="async")
     assert isinstance(sync, MultiTaskVectorEnv) and isinstance(par, AsyncMultiTaskVectorEnv)
     assert par.single_observation_space == sync.single_observation_space
     np.testing.assert_array_equal(par.task_ids, sync.task_ids)
@@ -224,11 +225,11 @@ def test_async_equals_sync_on_metaworld():
 
 def test_vector_choice():
     toy = get_suite("toy/goal-line-v1")
-    assert isinstance(toy.make("train", envs_per_task=30), MultiTaskVectorEnv)  # no option
+    assert isinstance(make_env(toy, "train", envs_per_task=30), MultiTaskVectorEnv)  # no option
     auto = dataclasses.replace(toy, options={"async_from_envs": 6})
-    env = auto.make("train", envs_per_task=2, seed=1)
+    env = make_env(auto, "train", envs_per_task=2, seed=1)
     assert isinstance(env, AsyncMultiTaskVectorEnv)
-    sync = auto.make("train", envs_per_task=2, seed=1, vector="sync")
+    sync = make_env(auto, "train", envs_per_task=2, seed=1, vector="sync")
     env.action_space.seed(0)
     x, y = env.reset(), sync.reset()
     for _ in range(40):  # goal-line episodes end: autoresets inside the workers
@@ -238,7 +239,7 @@ def test_vector_choice():
             np.testing.assert_array_equal(u, v)
     env.close()
     with pytest.raises(UsageError, match="vector"):
-        toy.make("train", vector="threads")
+        make_env(toy, "train", vector="threads")
 
 
 def test_score_is_success_rate_when_the_suite_says_so():
@@ -246,7 +247,7 @@ def test_score_is_success_rate_when_the_suite_says_so():
 
     toy = get_suite("toy/goal-line-v1")
     by_success = dataclasses.replace(toy, options={"score": "success"})
-    space = toy.make_single(0).action_space
+    space = make_single_env(toy, 0).action_space
     plain = evaluate(RandomPolicy(space, seed=0), toy, "train", 8, seed=0)
     scored = evaluate(RandomPolicy(space, seed=0), by_success, "train", 8, seed=0)
     assert [t.score for t in scored.tasks] == [t.success for t in scored.tasks]

@@ -9,6 +9,7 @@ from mtrl_bench.agents import mtppo, nets
 from mtrl_bench.agents.rollout import python_reset, python_rollout, run_keys
 
 from mtrl_bench.registry import get_suite
+from mtrl_bench import make_env
 from mtrl_bench.results import RunDir, read_jsonl
 from mtrl_bench.runner import RunConfig, resolve, run
 
@@ -98,7 +99,7 @@ def test_jitted_training_is_deterministic_and_matches_the_python_loop(mt3_jax):
     # the Python rollout loop over the suite's vector env, same seed: the same parameters
     algo = mtppo.build(CI, mt3_jax)
     learner = algo.init(jax.random.key(0))
-    venv = mt3_jax.make("train", seed=0)
+    venv = make_env(mt3_jax, "train", seed=0)
     carry, step, update = python_reset(venv), jax.jit(algo.policy_step), jax.jit(algo.update)
     for _ in range(2):
         key, batch, _ = python_rollout(venv, step, learner.actor, learner.key, carry, 64)
@@ -106,7 +107,7 @@ def test_jitted_training_is_deterministic_and_matches_the_python_loop(mt3_jax):
     assert _max_diff(a.actor, learner.actor) < 1e-5 and _max_diff(a.critic, learner.critic) < 1e-5
     # the same loop on the CPU reference suite (python minigrid): same shapes, a finite update
     cpu = get_suite("minigrid/mt3-v1")
-    venv = cpu.make("train", seed=0)
+    venv = make_env(cpu, "train", seed=0)
     learner = algo.init(jax.random.key(0))
     key, batch, stats = python_rollout(
         venv, step, learner.actor, learner.key, python_reset(venv), 64

@@ -18,6 +18,7 @@ from mtrl_bench.baselines.sb3 import (
 from stable_baselines3 import PPO
 
 from mtrl_bench.evaluation import evaluate
+from mtrl_bench import make_env, make_single_env
 from mtrl_bench.registry import get_suite
 from mtrl_bench.results import RunDir
 from mtrl_bench.runner import RunConfig, resolve, run
@@ -33,7 +34,7 @@ def open_run(tmp_path, suite, agent, steps, preset="ci"):
 
 def test_adapter_follows_sb3_conventions():
     suite = get_suite("toy/goal-line-v1")
-    env = OneHotTaskVecEnv(suite.make("train", envs_per_task=2, seed=0), suite.num_tasks)
+    env = OneHotTaskVecEnv(make_env(suite, "train", envs_per_task=2, seed=0), suite.num_tasks)
     assert env.observation_space["task"].shape == (suite.num_tasks,)
     one_hot = np.eye(suite.num_tasks)[env.task_ids]
     obs = env.reset()
@@ -75,7 +76,7 @@ def test_minigrid_grid_reaches_the_cnn_unscaled_and_hwc(tmp_path):
     assert isinstance(model.env, OneHotTaskVecEnv)  # not wrapped in VecTransposeImage
     extractor = model.policy.features_extractor
     assert extractor.features_dim == 1024 + suite.num_tasks
-    env = suite.make("test", envs_per_task=2, seed=0)
+    env = make_env(suite, "test", envs_per_task=2, seed=0)
     grid, _ = env.reset()
     obs = {"obs": grid.astype(np.float32), "task": np.eye(suite.num_tasks)[env.task_ids]}
     tensors = model.policy.obs_to_tensor(obs)[0]
@@ -132,7 +133,7 @@ def test_resume_continues_from_checkpoint(tmp_path):
 
 def test_wrap_sb3_evaluates_a_plain_model():
     suite = get_suite("toy/bandit-v1")
-    env = OneHotTaskVecEnv(suite.make("train", envs_per_task=4, seed=0), suite.num_tasks)
+    env = OneHotTaskVecEnv(make_env(suite, "train", envs_per_task=4, seed=0), suite.num_tasks)
     model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=64, learning_rate=3e-3, seed=0)
     model.learn(4096)
     result = evaluate(wrap_sb3(model, suite.num_tasks), suite, "train", 16, seed=0,
@@ -140,7 +141,7 @@ def test_wrap_sb3_evaluates_a_plain_model():
     assert result.success >= 0.9
     # one_hot=False feeds the suite's observation as is (a model that never saw task ids).
     line = get_suite("toy/goal-line-v1")
-    plain = PPO("MlpPolicy", line.make_single(0), n_steps=64, batch_size=64, seed=0)
+    plain = PPO("MlpPolicy", make_single_env(line, 0), n_steps=64, batch_size=64, seed=0)
     policy = wrap_sb3(plain, line.num_tasks, one_hot=False)
     assert isinstance(policy, SB3Policy)
     result = evaluate(policy, line, "test", 4, seed=0)

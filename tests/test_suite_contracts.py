@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mtrl_bench import checks
+from mtrl_bench import make_env, make_single_env
 from mtrl_bench.registry import get_suite, suite_ids
 from mtrl_bench.types import EVAL_SEED_OFFSET, SEED_STRIDE
 
@@ -64,15 +65,15 @@ def test_different_seed_different_rollout(suite_id):
 def test_task_ids_not_in_observation(suite_id):
     """The vector env's observation is exactly the upstream single-task observation."""
     suite = get_suite(suite_id)
-    env = suite.make("train", envs_per_task=1, seed=0)
-    assert env.single_observation_space == suite.make_single(suite.tasks[0]).observation_space
+    env = make_env(suite, "train", envs_per_task=1, seed=0)
+    assert env.single_observation_space == make_single_env(suite, suite.tasks[0]).observation_space
     env.close()
 
 
 def test_same_step_autoreset_pinned():
     """When an episode ends, the returned obs is the next episode's first obs (SAME_STEP)."""
     suite = get_suite("toy/goal-line-v1")
-    env = suite.make("train", envs_per_task=1, seed=0)
+    env = make_env(suite, "train", envs_per_task=1, seed=0)
     obs, _ = env.reset()
     start = obs.copy()
     # task 0 (goal 0): seven steps left reach the goal from the middle cell 7
@@ -103,7 +104,7 @@ def test_minigrid_suites_match_moore_sets():
 
 def test_minigrid_observation_and_normaliser():
     suite = get_suite("minigrid/mt3-v1")
-    env = suite.make_single(suite.tasks[0])
+    env = make_single_env(suite, suite.tasks[0])
     obs, _ = env.reset(seed=0)
     assert obs.shape == (7, 7, 3) and obs.dtype == np.uint8
     lava = suite.tasks[0]

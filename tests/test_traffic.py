@@ -12,6 +12,7 @@ import pytest
 from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax
 
 from mtrl_bench.registry import get_suite
+from mtrl_bench import make_single_env
 from mtrl_bench.types import Task
 
 
@@ -168,7 +169,7 @@ def test_sumo_signal_episode_start_and_determinism():
     suite = get_suite("traffic/signal-inflow-v1")
     runs = []
     for _ in range(2):
-        env = suite.make_single(suite.tasks[49])
+        env = make_single_env(suite, suite.tasks[49])
         obs, info = env.reset(seed=3)
         trace = [obs]
         for k in range(12):
@@ -183,7 +184,7 @@ def test_sumo_signal_episode_start_and_determinism():
 
 def test_sumo_eco_episode_start():
     suite = get_suite("traffic/eco-inflow-v1")
-    env = suite.make_single(suite.tasks[49])
+    env = make_single_env(suite, suite.tasks[49])
     obs, _ = env.reset(seed=0)
     for _ in range(80):
         obs, r, term, trunc, info = env.step(np.full(eco.MAX_VEHICLES, eco.MAX_ACTION))
