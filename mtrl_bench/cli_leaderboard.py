@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
+
+import tyro
 
 from mtrl_bench.errors import UsageError, require_positive
 
@@ -150,7 +153,8 @@ def compare(
     print(ranking.comparison_text(ranking.rank(entries, lb), lb, mine["agent"]["name"]))
 
 
-def verify(bundle: Path, checkpoints: Path, tolerance: float = 0.02) -> None:
+def verify(bundle: Annotated[Path, tyro.conf.Positional], checkpoints: Path,
+           tolerance: float = 0.02) -> None:
     """Re-evaluate a bundle's checkpoints under its leaderboard's protocol and mark it verified.
 
     Args:

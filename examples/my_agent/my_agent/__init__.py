@@ -126,7 +126,9 @@ def train(config: Config, suite: Suite, seed: int, run_dir: Any, steps: int,
     bar.close()
     env.close()
     _save(ckpt, policy, done_steps)
-    return policy
+    # A fresh sampling RNG, as ``load`` builds it: evaluating the returned policy and a policy
+    # loaded from the checkpoint (``mtrl verify``) then gives identical episodes.
+    return LinearPolicy(policy.weights, seed)
 
 
 SPEC = AgentSpec(
