@@ -73,7 +73,7 @@ import gymnasium as gym
 import numpy as np
 
 from mtrl_bench.errors import UsageError
-from mtrl_bench.registry import METAWORLD_TASKS, METAWORLD_VARIANTS, metaworld_attr
+from mtrl_bench.envs.metaworld_tasks import METAWORLD_TASKS, METAWORLD_VARIANTS, metaworld_attr
 from mtrl_bench.types import Suite, Task
 
 GOALS_FILE = Path(__file__).with_name("metaworld_goals.npz")
@@ -294,7 +294,7 @@ SUITES = _all_suites()
 
 
 def __getattr__(name: str) -> Suite:
-    """Registry attributes (``mtrl_bench.registry.metaworld_attr``), e.g. ``MT10_RV1_H150_V1``."""
+    """Registry attributes (``metaworld_tasks.metaworld_attr``), e.g. ``MT10_RV1_H150_V1``."""
     if name in SUITES:
         return SUITES[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,81 @@ SUITES: dict[str, str] = {
     "control/pendulum-dt-v1": "mtrl_bench.envs.control:PENDULUM_DT",
     "control/pendulum-length-v1": "mtrl_bench.envs.control:PENDULUM_LENGTH",
     "control/pendulum-mass-v1": "mtrl_bench.envs.control:PENDULUM_MASS",
+    # Meta-World: the ids of envs/metaworld_tasks.py:metaworld_ids() (a test keeps them equal)
+    "metaworld/mt10-v1": "mtrl_bench.envs.metaworld:MT10_V1",
+    "metaworld/mt25-v1": "mtrl_bench.envs.metaworld:MT25_V1",
+    "metaworld/mt50-v1": "mtrl_bench.envs.metaworld:MT50_V1",
+    "metaworld/ml10-v1": "mtrl_bench.envs.metaworld:ML10_V1",
+    "metaworld/ml45-v1": "mtrl_bench.envs.metaworld:ML45_V1",
+    "metaworld/mt10-rv1-v1": "mtrl_bench.envs.metaworld:MT10_RV1_V1",
+    "metaworld/mt25-rv1-v1": "mtrl_bench.envs.metaworld:MT25_RV1_V1",
+    "metaworld/mt50-rv1-v1": "mtrl_bench.envs.metaworld:MT50_RV1_V1",
+    "metaworld/ml10-rv1-v1": "mtrl_bench.envs.metaworld:ML10_RV1_V1",
+    "metaworld/ml45-rv1-v1": "mtrl_bench.envs.metaworld:ML45_RV1_V1",
+    "metaworld/mt10-h150-v1": "mtrl_bench.envs.metaworld:MT10_H150_V1",
+    "metaworld/mt25-h150-v1": "mtrl_bench.envs.metaworld:MT25_H150_V1",
+    "metaworld/mt50-h150-v1": "mtrl_bench.envs.metaworld:MT50_H150_V1",
+    "metaworld/ml10-h150-v1": "mtrl_bench.envs.metaworld:ML10_H150_V1",
+    "metaworld/ml45-h150-v1": "mtrl_bench.envs.metaworld:ML45_H150_V1",
+    "metaworld/mt10-rv1-h150-v1": "mtrl_bench.envs.metaworld:MT10_RV1_H150_V1",
+    "metaworld/mt25-rv1-h150-v1": "mtrl_bench.envs.metaworld:MT25_RV1_H150_V1",
+    "metaworld/mt50-rv1-h150-v1": "mtrl_bench.envs.metaworld:MT50_RV1_H150_V1",
+    "metaworld/ml10-rv1-h150-v1": "mtrl_bench.envs.metaworld:ML10_RV1_H150_V1",
+    "metaworld/ml45-rv1-h150-v1": "mtrl_bench.envs.metaworld:ML45_RV1_H150_V1",
+    "metaworld/mt1-assembly-v1": "mtrl_bench.envs.metaworld:MT1_ASSEMBLY_V1",
+    "metaworld/mt1-basketball-v1": "mtrl_bench.envs.metaworld:MT1_BASKETBALL_V1",
+    "metaworld/mt1-bin-picking-v1": "mtrl_bench.envs.metaworld:MT1_BIN_PICKING_V1",
+    "metaworld/mt1-box-close-v1": "mtrl_bench.envs.metaworld:MT1_BOX_CLOSE_V1",
+    "metaworld/mt1-button-press-topdown-v1":
+        "mtrl_bench.envs.metaworld:MT1_BUTTON_PRESS_TOPDOWN_V1",
+    "metaworld/mt1-button-press-topdown-wall-v1":
+        "mtrl_bench.envs.metaworld:MT1_BUTTON_PRESS_TOPDOWN_WALL_V1",
+    "metaworld/mt1-button-press-v1": "mtrl_bench.envs.metaworld:MT1_BUTTON_PRESS_V1",
+    "metaworld/mt1-button-press-wall-v1": "mtrl_bench.envs.metaworld:MT1_BUTTON_PRESS_WALL_V1",
+    "metaworld/mt1-coffee-button-v1": "mtrl_bench.envs.metaworld:MT1_COFFEE_BUTTON_V1",
+    "metaworld/mt1-coffee-pull-v1": "mtrl_bench.envs.metaworld:MT1_COFFEE_PULL_V1",
+    "metaworld/mt1-coffee-push-v1": "mtrl_bench.envs.metaworld:MT1_COFFEE_PUSH_V1",
+    "metaworld/mt1-dial-turn-v1": "mtrl_bench.envs.metaworld:MT1_DIAL_TURN_V1",
+    "metaworld/mt1-disassemble-v1": "mtrl_bench.envs.metaworld:MT1_DISASSEMBLE_V1",
+    "metaworld/mt1-door-close-v1": "mtrl_bench.envs.metaworld:MT1_DOOR_CLOSE_V1",
+    "metaworld/mt1-door-lock-v1": "mtrl_bench.envs.metaworld:MT1_DOOR_LOCK_V1",
+    "metaworld/mt1-door-open-v1": "mtrl_bench.envs.metaworld:MT1_DOOR_OPEN_V1",
+    "metaworld/mt1-door-unlock-v1": "mtrl_bench.envs.metaworld:MT1_DOOR_UNLOCK_V1",
+    "metaworld/mt1-hand-insert-v1": "mtrl_bench.envs.metaworld:MT1_HAND_INSERT_V1",
+    "metaworld/mt1-drawer-close-v1": "mtrl_bench.envs.metaworld:MT1_DRAWER_CLOSE_V1",
+    "metaworld/mt1-drawer-open-v1": "mtrl_bench.envs.metaworld:MT1_DRAWER_OPEN_V1",
+    "metaworld/mt1-faucet-open-v1": "mtrl_bench.envs.metaworld:MT1_FAUCET_OPEN_V1",
+    "metaworld/mt1-faucet-close-v1": "mtrl_bench.envs.metaworld:MT1_FAUCET_CLOSE_V1",
+    "metaworld/mt1-hammer-v1": "mtrl_bench.envs.metaworld:MT1_HAMMER_V1",
+    "metaworld/mt1-handle-press-side-v1": "mtrl_bench.envs.metaworld:MT1_HANDLE_PRESS_SIDE_V1",
+    "metaworld/mt1-handle-press-v1": "mtrl_bench.envs.metaworld:MT1_HANDLE_PRESS_V1",
+    "metaworld/mt1-handle-pull-side-v1": "mtrl_bench.envs.metaworld:MT1_HANDLE_PULL_SIDE_V1",
+    "metaworld/mt1-handle-pull-v1": "mtrl_bench.envs.metaworld:MT1_HANDLE_PULL_V1",
+    "metaworld/mt1-lever-pull-v1": "mtrl_bench.envs.metaworld:MT1_LEVER_PULL_V1",
+    "metaworld/mt1-pick-place-wall-v1": "mtrl_bench.envs.metaworld:MT1_PICK_PLACE_WALL_V1",
+    "metaworld/mt1-pick-out-of-hole-v1": "mtrl_bench.envs.metaworld:MT1_PICK_OUT_OF_HOLE_V1",
+    "metaworld/mt1-pick-place-v1": "mtrl_bench.envs.metaworld:MT1_PICK_PLACE_V1",
+    "metaworld/mt1-plate-slide-v1": "mtrl_bench.envs.metaworld:MT1_PLATE_SLIDE_V1",
+    "metaworld/mt1-plate-slide-side-v1": "mtrl_bench.envs.metaworld:MT1_PLATE_SLIDE_SIDE_V1",
+    "metaworld/mt1-plate-slide-back-v1": "mtrl_bench.envs.metaworld:MT1_PLATE_SLIDE_BACK_V1",
+    "metaworld/mt1-plate-slide-back-side-v1":
+        "mtrl_bench.envs.metaworld:MT1_PLATE_SLIDE_BACK_SIDE_V1",
+    "metaworld/mt1-peg-insert-side-v1": "mtrl_bench.envs.metaworld:MT1_PEG_INSERT_SIDE_V1",
+    "metaworld/mt1-peg-unplug-side-v1": "mtrl_bench.envs.metaworld:MT1_PEG_UNPLUG_SIDE_V1",
+    "metaworld/mt1-soccer-v1": "mtrl_bench.envs.metaworld:MT1_SOCCER_V1",
+    "metaworld/mt1-stick-push-v1": "mtrl_bench.envs.metaworld:MT1_STICK_PUSH_V1",
+    "metaworld/mt1-stick-pull-v1": "mtrl_bench.envs.metaworld:MT1_STICK_PULL_V1",
+    "metaworld/mt1-push-v1": "mtrl_bench.envs.metaworld:MT1_PUSH_V1",
+    "metaworld/mt1-push-wall-v1": "mtrl_bench.envs.metaworld:MT1_PUSH_WALL_V1",
+    "metaworld/mt1-push-back-v1": "mtrl_bench.envs.metaworld:MT1_PUSH_BACK_V1",
+    "metaworld/mt1-reach-v1": "mtrl_bench.envs.metaworld:MT1_REACH_V1",
+    "metaworld/mt1-reach-wall-v1": "mtrl_bench.envs.metaworld:MT1_REACH_WALL_V1",
+    "metaworld/mt1-shelf-place-v1": "mtrl_bench.envs.metaworld:MT1_SHELF_PLACE_V1",
+    "metaworld/mt1-sweep-into-v1": "mtrl_bench.envs.metaworld:MT1_SWEEP_INTO_V1",
+    "metaworld/mt1-sweep-v1": "mtrl_bench.envs.metaworld:MT1_SWEEP_V1",
+    "metaworld/mt1-window-open-v1": "mtrl_bench.envs.metaworld:MT1_WINDOW_OPEN_V1",
+    "metaworld/mt1-window-close-v1": "mtrl_bench.envs.metaworld:MT1_WINDOW_CLOSE_V1",
+    "metaworld/mt10-sub3-v1": "mtrl_bench.envs.metaworld:MT10_SUB3_V1",
     "minigrid-jax/mt3-v1": "mtrl_bench.envs.minigrid:MT3_JAX",
     "minigrid-jax/mt5-v1": "mtrl_bench.envs.minigrid:MT5_JAX",
     "minigrid-jax/mt7-v1": "mtrl_bench.envs.minigrid:MT7_JAX",
@@ -49,39 +124,6 @@ SUITES: dict[str, str] = {
     "traffic-jax/signal-length-v1": "mtrl_bench.envs.traffic.signal_jax:LENGTH",
     "traffic-jax/signal-speed-v1": "mtrl_bench.envs.traffic.signal_jax:SPEED",
 }
-
-#: Meta-World v3 task names in upstream order (``metaworld.env_dict.ALL_V3_ENVIRONMENTS``);
-#: kept here so that listing ids imports no MuJoCo (a test compares it with upstream).
-METAWORLD_TASKS = (
-    "assembly-v3", "basketball-v3", "bin-picking-v3", "box-close-v3", "button-press-topdown-v3",
-    "button-press-topdown-wall-v3", "button-press-v3", "button-press-wall-v3", "coffee-button-v3",
-    "coffee-pull-v3", "coffee-push-v3", "dial-turn-v3", "disassemble-v3", "door-close-v3",
-    "door-lock-v3", "door-open-v3", "door-unlock-v3", "hand-insert-v3", "drawer-close-v3",
-    "drawer-open-v3", "faucet-open-v3", "faucet-close-v3", "hammer-v3", "handle-press-side-v3",
-    "handle-press-v3", "handle-pull-side-v3", "handle-pull-v3", "lever-pull-v3",
-    "pick-place-wall-v3", "pick-out-of-hole-v3", "pick-place-v3", "plate-slide-v3",
-    "plate-slide-side-v3", "plate-slide-back-v3", "plate-slide-back-side-v3",
-    "peg-insert-side-v3", "peg-unplug-side-v3", "soccer-v3", "stick-push-v3", "stick-pull-v3",
-    "push-v3", "push-wall-v3", "push-back-v3", "reach-v3", "reach-wall-v3", "shelf-place-v3",
-    "sweep-into-v3", "sweep-v3", "window-open-v3", "window-close-v3",
-)  # fmt: skip
-METAWORLD_BENCHMARKS = ("mt10", "mt25", "mt50", "ml10", "ml45")
-#: id infixes of the option variants: reward V1 (``-rv1``), MOORE's 150-step episodes (``-h150``)
-METAWORLD_VARIANTS = ("", "-rv1", "-h150", "-rv1-h150")
-
-
-def metaworld_attr(suite_id: str) -> str:
-    """``metaworld/mt10-rv1-v1`` -> ``MT10_RV1_V1``, its attribute in ``envs/metaworld.py``."""
-    return suite_id.removeprefix("metaworld/").upper().replace("-", "_")
-
-
-def _metaworld_ids() -> list[str]:
-    ids = [f"metaworld/{b}{v}-v1" for v in METAWORLD_VARIANTS for b in METAWORLD_BENCHMARKS]
-    mt1 = [f"metaworld/mt1-{t.removesuffix('-v3')}-v1" for t in METAWORLD_TASKS]
-    return [*ids, *mt1, "metaworld/mt10-sub3-v1"]
-
-
-SUITES.update({i: f"mtrl_bench.envs.metaworld:{metaworld_attr(i)}" for i in _metaworld_ids()})
 
 AGENTS: dict[str, str] = {
     "metaworld-expert": "mtrl_bench.baselines.metaworld_experts:SPEC",
