@@ -1,4 +1,5 @@
-"""DLPack hand-off between JAX and torch: zero-copy (same buffer) and lossless round trips."""
+"""``baselines/torch_jax.py``: DLPack hand-off between JAX and torch is zero-copy (same buffer)
+and round trips are lossless."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl_bench.dlpack import jax_to_torch, torch_to_jax, tree_to_jax, tree_to_torch
+from mtrl_bench.baselines.torch_jax import jax_to_torch, torch_to_jax, tree_to_jax, tree_to_torch
 
 ZERO_COPY = ["float32", "float16", "bfloat16", "uint8", "int8", "int32", "bool"]
 

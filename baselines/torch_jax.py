@@ -1,8 +1,13 @@
-"""Zero-copy hand-off between JAX and torch through DLPack (for torch policies on JAX suites).
+"""Optional adapter to run a torch policy on a JAX env zero-copy, through DLPack.
+
+A JAX suite's observations are JAX arrays; ``jax_to_torch`` / ``tree_to_torch`` hand them to a
+torch policy and ``torch_to_jax`` / ``tree_to_jax`` hand its actions back, without copying. It
+needs both ``jax`` and ``torch`` (the ``jax`` and ``sb3`` extras), which is why it lives with the
+baselines and not in the core.
 
 Both directions share the buffer (no copy) when it lives on one device both frameworks see; the
 result aliases the input, so never mutate one while the other is in use (JAX assumes its
-arrays are immutable). Zero-copy both ways (tested in ``tests/test_dlpack.py``, CPU): float32,
+arrays are immutable). Zero-copy both ways (tested in ``tests/test_torch_jax.py``, CPU): float32,
 float16, bfloat16, complex64, uint8/16/32, int8/16/32, bool. ``torch_to_jax`` copies instead:
 
 - 64-bit tensors (float64, int64, uint64) unless ``jax_enable_x64`` is on: JAX narrows them
