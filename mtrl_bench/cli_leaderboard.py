@@ -31,6 +31,11 @@ def baseline_bundles(page: str) -> list[Path]:
                   if p.name.endswith(".json") and not p.name.endswith(".verify.json"))  # fmt: skip
 
 
+def committed_bundles() -> Path:
+    """The folder of the committed baseline bundles (one subfolder per leaderboard)."""
+    return Path(str(resources.files("mtrl_bench.leaderboards").joinpath("bundles")))
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_file():
         raise UsageError(f"--out {out} exists and is not a file")
@@ -183,8 +188,6 @@ def leaderboard(bundles: tuple[Path, ...] = (), out: Path = Path("site")) -> Pat
     """
     from mtrl_bench.site import build_site
 
-    folders = list(bundles) or [Path(str(resources.files("mtrl_bench.leaderboards")
-                                         .joinpath("bundles")))]  # fmt: skip
-    index = build_site(folders, out)
+    index = build_site(list(bundles) or [committed_bundles()], out)
     print(f"open {index.resolve().as_uri()}")
     return index

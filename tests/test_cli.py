@@ -110,16 +110,22 @@ def test_report_refuses_corrupted_eval_and_keeps_old_output(tmp_path, capsys):
     assert snapshot(out) == before
 
 
-def test_demo_small_budget(tmp_path, capsys):
+def test_demo_on_the_toy_leaderboard(tmp_path, capsys):
+    """The main job end to end at a CI budget: submit, rank against the committed baselines,
+    and a site holding every committed leaderboard plus the demo's entry."""
     runs, out = tmp_path / "runs", tmp_path / "demo"
-    argv = ["demo", "--runs-dir", str(runs), "--out", str(out), "--steps", "512", "--seeds", "0",
-            "--eval-episodes", "1", "--jobs", "1"]  # fmt: skip
+    argv = ["demo", "--leaderboard", "toy-goal-line/v1", "--agent", "random", "--runs-dir",
+            str(runs), "--out", str(out), "--seeds", "0", "1", "2", "--jobs", "1"]  # fmt: skip
     assert main(argv) == 0
-    table = capsys.readouterr().out
-    assert "| minigrid/mt3-v1 | mt | random |" in table
-    assert "| minigrid/mt3-v1 | mt | sb3-ppo |" in table
-    assert (out / "report.png").stat().st_size > 10_000
-    assert (runs / "minigrid/mt3-v1/sb3-ppo/0/ckpt/model.pt").exists()
+    text = capsys.readouterr().out
+    mine = [line for line in text.splitlines() if line.rstrip().endswith("<")]
+    assert len(mine) == 1 and "random (demo run)" in mine[0]
+    assert "mtppo" in text and "P(random (demo run) > other)" in text
+    assert (out / "bundles/toy-goal-line-v1/random-demo.json").is_file()
+    page = (out / "site/toy-goal-line-v1.html").read_text()
+    assert "random (demo run)" in page and "sb3-ppo" in page
+    assert (out / "site/minigrid-mt3-v1.html").is_file()
+    assert f"open {(out / 'site/index.html').resolve().as_uri()}" in text
 
 
 def test_train_agent_config_precedence_and_resume(tmp_path, capsys):
