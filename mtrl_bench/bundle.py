@@ -91,7 +91,8 @@ def dumps(bundle: Mapping[str, Any]) -> bytes:
 def make_bundle(lb: Leaderboard, agent: Mapping[str, str], results: Sequence[Mapping[str, Any]],
                 provenance: Mapping[str, Any], budget: Mapping[str, int],
                 checkpoints: Mapping[str, str] | None = None,
-                curves: Mapping[str, list[list[float]]] | None = None) -> dict[str, Any]:  # fmt: skip
+                curves: Mapping[str, list[list[float]]] | None = None,
+                ) -> dict[str, Any]:  # fmt: skip
     """A complete bundle (summary computed) from per-(protocol, seed, task) results."""
     order = sorted(results, key=lambda r: (r["protocol"], r["seed"], r["task_index"]))
     bundle = {
