@@ -1,9 +1,9 @@
 """Evidence that the SAC family learns on Meta-World at budgets a 2-core CPU can run (issue 5).
 
-    python experiments/metaworld_sac.py                     # run / extend every phase, report
-    python experiments/metaworld_sac.py --phases mt1-reach  # one phase
-    python experiments/metaworld_sac.py --seeds 0           # seed 0 of every phase first
-    python experiments/metaworld_sac.py --report-only       # rebuild tables and plots
+    python -m experiments.metaworld_sac                     # run / extend every phase, report
+    python -m experiments.metaworld_sac --phases mt1-reach  # one phase
+    python -m experiments.metaworld_sac --seeds 0           # seed 0 of every phase first
+    python -m experiments.metaworld_sac --report-only       # rebuild tables and plots
 
 One SAC update per vector step at Meta-World+'s network size costs ~20 ms (MTSAC) to ~80 ms
 (MOORE-SAC, k = 4) on one core here (``benchmarks/metaworld_throughput.py``), so the full
@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sweep  # noqa: E402
+from experiments import sweep
 
 OUT = sweep.ROOT / "results" / "metaworld"
 

@@ -1,9 +1,9 @@
 """MOORE's MiniGrid reproduction as a resumable sweep (issue 4): MOORE, MoE and MTPPO on MT3, MT5
 and MT7, evaluated with the ``mt``, ``zero_shot`` and ``few_shot`` protocols.
 
-    python experiments/minigrid_moore.py                  # run / extend the sweep, report
-    python experiments/minigrid_moore.py --phases mt3     # one phase
-    python experiments/minigrid_moore.py --report-only    # rebuild the tables and plots
+    python -m experiments.minigrid_moore                  # run / extend the sweep, report
+    python -m experiments.minigrid_moore --phases mt3     # one phase
+    python -m experiments.minigrid_moore --report-only    # rebuild the tables and plots
 
 The default order is MT3 at the paper budget, then MT5 and MT7 at a quarter of it (phases
 ``mt5-100k`` and ``mt7-100k``, 3 seeds), then MT5 and MT7 at the paper budget.
@@ -27,8 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sweep  # noqa: E402
+from experiments import sweep
 
 OUT = sweep.ROOT / "results" / "minigrid"
 AGENTS = ("moore", "moe", "mtppo")

@@ -1,8 +1,8 @@
 """The JAX traffic models against SUMO on matched scenarios (issue 6): the agreement table.
 
-    python experiments/traffic_validation.py            # full grid -> results/traffic/
-    python experiments/traffic_validation.py --small    # the slow test's grid, fewer seeds
-    python experiments/traffic_validation.py --calibrate  # the CTM's wave speed x lost time grid
+    python -m experiments.traffic_validation            # full grid -> results/traffic/
+    python -m experiments.traffic_validation --small    # the slow test's grid, fewer seeds
+    python -m experiments.traffic_validation --calibrate  # the CTM's wave speed x lost time grid
 
 For every context of a small grid and two simple controllers per family, one episode per seed on
 each backend (3 seeds for signal control, 8 for eco-driving; same scenario definition,

@@ -1,7 +1,7 @@
 """Transfer matrices and MBTL on the contextual control suites (issue 6).
 
-    python experiments/transfer_control.py            # compute / resume everything, then report
-    python experiments/transfer_control.py --report   # MBTL reports from the finished files
+    python -m experiments.transfer_control            # compute / resume everything, then report
+    python -m experiments.transfer_control --report   # MBTL reports from the finished files
 
 CartPole (cart mass) and Pendulum (dt), 100 contexts each (0.1x-10x the default), SB3's PPO
 defaults (``agents/ppo.py``, preset ``sb3``), 3 seeds; every source trained with the budget below

@@ -1,7 +1,7 @@
 """Transfer matrices and MBTL on the JAX traffic suites (issue 6).
 
-    python experiments/transfer_traffic.py            # compute / resume everything, then report
-    python experiments/transfer_traffic.py --report   # MBTL reports from the finished files
+    python -m experiments.transfer_traffic            # compute / resume everything, then report
+    python -m experiments.transfer_traffic --report   # MBTL reports from the finished files
 
 Signal control (inflow) and eco-driving (green phase), 50 contexts each (MBTL's grids), on the
 JAX backends (cell-transmission model, IDM), SB3's PPO defaults (``agents/ppo.py``, preset

@@ -2,9 +2,6 @@
 IDM), the shared definitions of both backends, SUMO smoke runs, and (slow) the matched-scenario
 agreement with SUMO and the controller ranking (``experiments/traffic_validation.py``)."""
 
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -195,8 +192,7 @@ def test_sumo_eco_episode_start():
 
 @pytest.mark.slow
 def test_jax_agrees_with_sumo_and_controllers_rank_the_same():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    import traffic_validation as tv
+    from experiments import traffic_validation as tv
 
     rows = tv.validate("small")
     for row in rows:

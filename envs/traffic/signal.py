@@ -60,7 +60,7 @@ VEH_LENGTH, MIN_GAP = 5.0, 2.5
 KJ = 1.0 / (VEH_LENGTH + MIN_GAP)  # jam density, vehicles per m per lane
 #: the CTM's two free parameters, backward wave speed (m/s) and start-up lost time (s) of a new
 #: green, fitted together to SUMO's fixed-time and max-pressure delays at inflow 750 / 1500 / 2250
-#: (``python experiments/traffic_validation.py --calibrate``; rms relative error 0.10 with the
+#: (``python -m experiments.traffic_validation --calibrate``; rms relative error 0.10 with the
 #: first arrival model). With the final one (routes drawn on arrival) the same 2-seed grid prefers
 #: 5.0 m/s and 3 s (rms 0.19 against 0.41 here), the difference coming from the noisy
 #: near-saturation inflow 2250; the matrices in ``results/transfer`` use these values
