@@ -35,7 +35,10 @@ EVAL_KEYS = (
     "schema", "suite", "protocol", "protocol_version", "split", "task", "task_index", "agent",
     "config_hash", "seed", "env_steps", "episodes", "success", "return", "score",
 )  # fmt: skip
-_PACKAGES = ("mtrl-bench", "numpy", "gymnasium", "minigrid", "torch", "stable-baselines3", "jax")
+#: Versions recorded in every run: the frameworks and simulators a run may import.
+_PACKAGES = ("mtrl-bench", "numpy", "scipy", "gymnasium", "minigrid", "torch", "stable-baselines3",
+             "jax", "jaxlib", "flax", "optax", "mujoco", "metaworld", "eclipse-sumo", "libsumo",
+             "scikit-learn")  # fmt: skip
 
 
 _UMASK = os.umask(0o022)
@@ -133,10 +136,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (``None``: not a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return bool(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def provenance() -> dict[str, Any]:
     return {
         "versions": package_versions(),
         "git_sha": git_sha(),
+        "git_dirty": git_dirty(),
         "python": sys.version.split()[0],
         "device": f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
         "platform": platform.platform(),
@@ -212,7 +228,14 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.config_path.exists():
             atomic_write_json(self.config_path, config)
-        atomic_write_json(self.path / "env.json", {**provenance(), "time": now()})
+        # The first start's provenance stays at the top; each resume is appended to "resumes".
+        env_path, record = self.path / "env.json", {**provenance(), "time": now()}
+        if env_path.exists():
+            first = read_json(env_path)
+            if not isinstance(first, dict):
+                raise UsageError(f"{env_path} must hold a JSON object")
+            record = {**first, "resumes": [*first.get("resumes", []), record]}
+        atomic_write_json(env_path, record)
 
     def read_eval(self) -> list[dict[str, Any]]:
         return read_jsonl(self.eval_path, EVAL_KEYS)

@@ -109,3 +109,20 @@ def test_rundir_layout(tmp_path):
     rd = RunDir(tmp_path, "minigrid/mt3-v1", "sb3-ppo", 2)
     assert rd.path == tmp_path / "minigrid" / "mt3-v1" / "sb3-ppo" / "2"
     assert not rd.path.exists()
+
+
+def test_provenance_records_dirty_tree_frameworks_and_resume_history(tmp_path):
+    """env.json: git_dirty and framework / simulator versions; a resume appends to "resumes"
+    and leaves the first start's record as it was."""
+    from mtrl_bench.results import RunDir, git_dirty
+
+    rd = RunDir(tmp_path, "toy/goal-line-v1", "random", 0)
+    rd.open({"a": 1})
+    first = json.loads((rd.path / "env.json").read_text())
+    assert first["git_dirty"] == git_dirty() and isinstance(first["git_dirty"], bool)
+    assert {"jax", "flax", "optax", "mujoco", "scikit-learn", "eclipse-sumo"} <= set(first["versions"])
+    rd.open({"a": 1})
+    rd.open({"a": 1})
+    env = json.loads((rd.path / "env.json").read_text())
+    assert {k: v for k, v in env.items() if k != "resumes"} == first
+    assert len(env["resumes"]) == 2 and all("git_sha" in r for r in env["resumes"])
