@@ -41,7 +41,7 @@ MAX_CURVE = 1000
 _AGENT = {"name", "version", "url", "description"}
 _RESULT = {"protocol", "seed", "task", "task_index", "score", "success", "return", "episodes",
            "per_episode"}  # fmt: skip
-_EPISODE = {"return", "length", "success", "seed"}
+_EPISODE = {"return", "length", "success", "env_seed", "env_episode"}
 
 
 def _reject(msg: str) -> UsageError:

@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mtrl_bench.errors import UsageError, require_positive
-from mtrl_bench.types import EVAL_SEED_OFFSET, Policy, Suite
+from mtrl_bench.types import EVAL_SEED_OFFSET, SEED_STRIDE, Policy, Suite
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class TaskResult:
     success: float
     mean_return: float
     score: float
+    per_episode: dict[str, tuple[float, ...]] | None = None
+    """``return``, ``length``, ``success`` and the ``env_seed`` / ``env_episode`` that identify
+    each episode (its sub-env's reset seed, and its ordinal in that sub-env); the aggregates
+    above are computed from these."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,10 @@ def evaluate(
          for j in range(envs_per_task)], len(tasks),
     )  # fmt: skip
     finished = np.zeros(n, int)
-    returns = [[] for _ in range(n)]
-    successes = [[] for _ in range(n)]
-    ep_return, ep_success = np.zeros(n), np.zeros(n, bool)
+    returns: list[list[float]] = [[] for _ in range(n)]
+    successes: list[list[bool]] = [[] for _ in range(n)]
+    lengths: list[list[int]] = [[] for _ in range(n)]
+    ep_return, ep_success, ep_length = np.zeros(n), np.zeros(n, bool), np.zeros(n, int)
 
     _seed_global_rngs(seed)
     obs, _ = env.reset()
@@ -106,13 +111,15 @@ def evaluate(
         obs, rewards, terminated, truncated, info = env.step(actions)
         ep_return += rewards
         ep_success |= info["success"]
+        ep_length += 1
         done = terminated | truncated
         for i in np.flatnonzero(done & (finished < quota)):
-            returns[i].append(ep_return[i])
-            successes[i].append(ep_success[i])
+            returns[i].append(float(ep_return[i]))
+            successes[i].append(bool(ep_success[i]))
+            lengths[i].append(int(ep_length[i]))
             finished[i] += 1
             bar.update(1)
-        ep_return[done], ep_success[done] = 0.0, False
+        ep_return[done], ep_success[done], ep_length[done] = 0.0, False, 0
         if done.any():
             policy.reset(done)
     bar.close()
@@ -126,9 +133,15 @@ def evaluate(
         assert len(rets) == episodes_per_task
         mean_return, success = float(rets.mean()), float(succ.mean())
         score = success if suite.options.get("score") == "success" else task.normalize(mean_return)
-        results.append(
-            TaskResult(task.name, task.index, episodes_per_task, success, mean_return, score)
-        )
+        base = (EVAL_SEED_OFFSET + seed) * SEED_STRIDE  # sub-env i was reset with base + i
+        per_episode = {
+            "return": tuple(float(x) for x in rets), "success": tuple(float(x) for x in succ),
+            "length": tuple(float(x) for i in block for x in lengths[i]),
+            "env_seed": tuple(float(base + i) for i in block for _ in returns[i]),
+            "env_episode": tuple(float(k) for i in block for k in range(len(returns[i]))),
+        }  # fmt: skip
+        results.append(TaskResult(task.name, task.index, episodes_per_task, success, mean_return,
+                                  score, per_episode))  # fmt: skip
     return EvalResult(suite.id, split, tuple(results))
 
 

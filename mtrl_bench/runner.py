@@ -91,6 +91,9 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
     if cfg.seed < 0:
         raise UsageError(f"seed must be non-negative, got {cfg.seed}")
     agent_cfg = agent_config(cfg, spec)
+    if suite.backend not in spec.backends:
+        raise UsageError(f"agent {spec.id} trains on {' or '.join(spec.backends)} suites only; "
+                         f"{suite.id} is {suite.backend}")  # fmt: skip
     for name in cfg.protocols:
         protocol = get_protocol(name)
         if protocol.split not in suite.splits:
@@ -132,6 +135,8 @@ def eval_records(result: EvalResult, protocol: str, config: dict[str, Any]) -> l
             **({"goals": config["meta_test_goals"]} if proto.per_goal else {}),
             "episodes": t.episodes, "success": t.success,
             "return": t.mean_return, "score": t.score,
+            **({"per_episode": {k: list(v) for k, v in t.per_episode.items()}}
+               if t.per_episode is not None else {}),
             "deterministic_eval": config["deterministic_eval"],
             "suite_options": config["suite_options"], **prov, "time": now(),
         }

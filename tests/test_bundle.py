@@ -31,7 +31,8 @@ def _results(rng: np.random.Generator, seeds: range, level: float) -> list[dict]
                     "return": float(returns.mean()), "episodes": lb.eval_episodes,
                     "per_episode": {"return": returns.tolist(), "length": [5.0] * len(returns),
                                     "success": (returns > 0).astype(float).tolist(),
-                                    "seed": [float(seed * 100 + j) for j in range(len(returns))]},
+                                    "env_seed": [float(seed * 100 + j) for j in range(len(returns))],
+                                    "env_episode": [0.0] * len(returns)},
                 })  # fmt: skip
     return out
 
@@ -185,6 +186,7 @@ def test_runs_to_bundle_checks_the_definition_and_is_byte_identical(tmp_path: Pa
     again = submit.from_runs(lb, [runs / lb.suite / "random"])
     assert bundles.dumps(first) == bundles.dumps(again)
     assert first["summary"]["mt"]["n_seeds"] == 3 and set(first["summary"]) == {"mt", "zero_shot"}
+    assert all(len(r["per_episode"]["return"]) == lb.eval_episodes for r in first["results"])
     # A run evaluated with other episodes is refused, and the error names the field.
     config = runs / lb.suite / "random" / "1" / "config.json"
     saved = json.loads(config.read_text())

@@ -105,6 +105,26 @@ def test_stochastic_evaluation_is_seeded():
     assert a != c
 
 
+def test_per_episode_values_are_the_aggregates_source():
+    """Each task keeps every episode's return, length and success, identified by its sub-env's
+    reset seed and ordinal; the task's aggregates are their means."""
+    suite = get_suite("toy/goal-line-v1")
+    space = make_single_env(suite, 0).action_space
+    result = evaluate(RandomPolicy(space, 3), suite, "train", 10, seed=2, envs_per_task=4)
+    seen = set()
+    for t in result.tasks:
+        per = t.per_episode
+        assert {k: len(v) for k, v in per.items()} == dict.fromkeys(per, 10)
+        assert np.mean(per["return"]) == pytest.approx(t.mean_return)
+        assert np.mean(per["success"]) == pytest.approx(t.success)
+        assert all(1 <= n <= suite.max_episode_steps for n in per["length"])
+        ids = set(zip(per["env_seed"], per["env_episode"], strict=True))
+        assert len(ids) == 10 and not ids & seen  # every episode has its own identity
+        seen |= ids
+    # quotas 3, 3, 2, 2 over 4 sub-envs: ordinals 0..2, 0..2, 0..1, 0..1
+    assert sorted(result.tasks[0].per_episode["env_episode"]) == [0] * 4 + [1] * 4 + [2] * 2
+
+
 def test_bad_input():
     with pytest.raises(UsageError, match="episodes_per_task must be positive, got 0"):
         evaluate(AlwaysOne(), FLAG_SUITE, "train", 0, seed=0)
