@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations, groupby
@@ -133,6 +134,8 @@ def build_report(
         seeds, tasks, steps, table = _final_table(records, suite, protocol, agent)
         score, success = (_matrix(table, seeds, tasks, m) for m in ("score", "success"))
         summary = stats.summarize(score, **boot)
+        if len(seeds) == 1:  # one run has no CI: NaN bounds, shown as "(n = 1)", never "[x, x]"
+            summary = {k: Interval(v.point, math.nan, math.nan) for k, v in summary.items()}
         scores[suite, protocol, agent] = (score, tasks)
         rows.append(Row(
             suite, protocol, agent, len(seeds), min(steps.values()), max(steps.values()),
@@ -150,12 +153,16 @@ def build_report(
         if iqm[sy, py, ay] > iqm[sx, px, ax]:  # X is the agent with the higher IQM
             (x, ax), (y, ay) = (y, ay), (x, ax)
         lo, hi = stats.probability_of_improvement_ci(x, y, **boot)
+        if min(len(x), len(y)) == 1:
+            lo = hi = math.nan
         point = stats.probability_of_improvement(x, y)
         comparisons.append(Comparison(sx, px, ax, ay, Interval(point, lo, hi)))
     return Report(tuple(rows), tuple(comparisons), reps, confidence, seed)
 
 
 def _interval(i: Interval) -> str:
+    if math.isnan(i.lo):
+        return f"{i.point:.3f} (n = 1)"
     return f"{i.point:.3f} [{i.lo:.3f}, {i.hi:.3f}]"
 
 
@@ -210,8 +217,8 @@ def to_csv(report: Report) -> str:
     writer.writerow(CSV_FIELDS)
     for r in report.rows:
         writer.writerow([r.suite, r.protocol, r.agent, r.n_seeds, r.env_steps, r.env_steps_max,
-                         r.iqm.point, r.iqm.lo, r.iqm.hi, r.mean.point, r.mean.lo, r.mean.hi,
-                         r.success])  # fmt: skip
+                         *(("" if math.isnan(x) else x) for x in (r.iqm.point, r.iqm.lo,
+                           r.iqm.hi, r.mean.point, r.mean.lo, r.mean.hi)), r.success])  # fmt: skip
     return buf.getvalue()
 
 
@@ -249,7 +256,8 @@ def _render_png(report: Report) -> bytes:
         x0 = ticks[-1][0] + 1.5 if ticks else 0.0
         t0 = task_ticks[-1][0] + 1.5 if task_ticks else 0.0
         for k, r in enumerate(rows):
-            err = [[r.iqm.point - r.iqm.lo], [r.iqm.hi - r.iqm.point]]
+            err = None if math.isnan(r.iqm.lo) else [[r.iqm.point - r.iqm.lo],
+                                                     [r.iqm.hi - r.iqm.point]]
             ax_iqm.errorbar(x0 + k, r.iqm.point, err, fmt="o", capsize=4, color=colors[r.agent])
             ticks.append((x0 + k, r.agent))
             offset = (k - (len(rows) - 1) / 2) * width

@@ -200,3 +200,17 @@ def test_comparison_puts_the_higher_iqm_agent_first() -> None:
                for r in records()]  # fmt: skip
     (cmp,) = rp.build_report(renamed, reps=50).comparisons
     assert (cmp.x, cmp.y) == ("z-strong", "a-weak") and cmp.probability.point > 0.5
+
+
+def test_a_single_seed_shows_n_1_and_no_interval(tmp_path: Path) -> None:
+    one = [record("solo", 0, t, 0.5 + 0.1 * t) for t in range(3)]
+    many = [record("team", s, t, 0.4 + 0.05 * s) for s in range(3) for t in range(3)]
+    result = rp.build_report(one + many, reps=200, seed=0)
+    solo = next(r for r in result.rows if r.agent == "solo")
+    assert np.isnan(solo.iqm.lo) and np.isnan(solo.mean.hi) and solo.iqm.point == pytest.approx(0.6)
+    md = rp.to_markdown(result)
+    assert "0.600 (n = 1)" in md and "[0.600, 0.600]" not in md
+    assert "(n = 1)" in md.split("P(X > Y)")[1]  # the comparison with a single seed has no CI
+    row = next(r for r in csv.DictReader(io.StringIO(rp.to_csv(result))) if r["agent"] == "solo")
+    assert row["iqm_lo"] == "" and float(row["iqm"]) == pytest.approx(0.6)
+    assert rp.write_report(result, tmp_path)  # the plot draws the point without an error bar
