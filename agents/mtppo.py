@@ -5,6 +5,22 @@ Orthogonal Experts", ICLR 2024; PCGrad, Yu et al., NeurIPS 2020; PPO, Schulman e
 Reference code (facts, not copied): ``AhmedMagdyHendawy/MOORE``, ``.../mtppo.py``,
 ``mtppo_pcgrad.py``, ``run_minigrid_ppo_mt.py``, ``run/minigrid/*``. Networks: ``nets.py``.
 
+Variant -> code (agent id = ``Config.network`` [+ ``Config.pcgrad``]; the rest is shared):
+
+- every variant: ``build`` (``update``: ``gae`` -> ``ppo_core.gae``, the critic's full-batch
+  step on ``ppo_core.value_loss``, ``ppo_core.minibatch_epochs`` over ``_policy_losses`` ->
+  ``ppo_core.ppo_loss``), rollouts ``rollout.jax_rollout`` / ``rollout.python_rollout``,
+  ``make_chunk`` / ``_fit`` (training loop, checkpoints), ``PPOPolicy`` (acting);
+  ``agents/ppo_core.py`` holds GAE, the clipped loss and the epoch loop;
+- mtppo = ``nets.MultiTaskNet(kind="mtppo")``: one ``nets.CNNExperts`` (``nets.MLPExperts`` on
+  vectors) trunk with ``last_tanh``, per-task heads (``head_w1`` ... ``head_b2``);
+- moe = ``nets.MultiTaskNet(kind="moe")``: k experts, ``task_weights`` mixing, tanh, heads;
+- moore = ``nets.MultiTaskNet(kind="moore")``: moe + ``nets.gram_schmidt`` (``nets._safe_norm``)
+  before the mixing;
+- mtppo-pcgrad / moe-pcgrad = ``Config.pcgrad``: ``nets.task_grad`` -> ``nets.pcgrad``
+  (``nets.is_head``: per-task heads summed, not averaged);
+- few-shot (``adapt``): ``build(frozen=True)`` -> ``_optimizer`` zeroes the experts' updates.
+
 The algorithm, as the reference code runs it (every update):
 
 1. Roll out ``steps_per_task`` = 2000 steps on each training task (one env per task), sampling
@@ -60,7 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from mtrl_bench.agents import nets
+from mtrl_bench.agents import nets, ppo_core
 from mtrl_bench.agents import rollout as ro
 from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
 from tqdm.auto import tqdm
@@ -157,28 +173,19 @@ def _optimizer(lr: float, params: Any, frozen: bool) -> optax.GradientTransforma
 
 
 def gae(config: Config, values, next_values, batch: ro.Batch) -> jax.Array:
-    """Per-trajectory GAE as mushroom computes it; ``(E, S)`` arrays, time on axis 1."""
-    deltas = batch.rewards + config.gamma * next_values * (1 - batch.terminated) - values
-    keep = config.gamma * config.gae_lambda * (1 - batch.dones)
-
-    def back(adv, x):
-        delta, k = x
-        adv = delta + k * adv
-        return adv, adv
-
-    _, adv = jax.lax.scan(back, jnp.zeros(deltas.shape[0]), (deltas.T, keep.T), reverse=True)
-    return adv.T
+    """Per-trajectory GAE as mushroom computes it (``ppo_core.gae``); ``(E, S)`` arrays, time on
+    axis 1. ``absorbing = terminated``: truncation bootstraps from V(final obs)."""
+    args = (batch.rewards, values, next_values, batch.terminated, batch.dones)
+    return ppo_core.gae(*(x.T for x in args), config.gamma, config.gae_lambda).T
 
 
 def _policy_losses(config, actor, params, obs, task_ids, actions, adv, old_logp):
-    """Per-task PPO losses (T,) of a stratified minibatch ``(T, n, ...)``, plus the entropy."""
-    logits = actor.apply(params, obs, task_ids)
-    logp_all = jax.nn.log_softmax(logits)
-    logp = jnp.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
-    ratio = jnp.exp(logp - old_logp)
-    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - config.clip, 1 + config.clip) * adv)
-    entropy = -(jnp.exp(logp_all) * logp_all).sum(-1)
-    return -surrogate.mean(1) - config.ent_coef * entropy.mean(1), entropy.mean()
+    """Per-task PPO losses (T,) of a stratified minibatch ``(T, n, ...)`` (no value term)."""
+    logp_all = jax.nn.log_softmax(actor.apply(params, obs, task_ids))
+    logp = ppo_core.categorical_log_prob(logp_all, actions)
+    entropy = ppo_core.categorical_entropy(logp_all)
+    return ppo_core.ppo_loss(logp, old_logp, adv, entropy, clip=config.clip,
+                             ent_coef=config.ent_coef, axis=1)  # fmt: skip
 
 
 def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = False,
@@ -221,14 +228,14 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
         values, next_values = v_of(learner.critic, batch.obs), v_of(learner.critic, batch.next_obs)
         adv = group(gae(config, values, next_values, batch))
         targets = adv + group(values)
-        adv = (adv - adv.mean(1, keepdims=True)) / (adv.std(1, keepdims=True) + 1e-8)
+        adv = ppo_core.normalize(adv, axis=1)  # per task
         obs, actions = group(batch.obs), group(batch.actions)
         logp_all = jax.nn.log_softmax(actor.apply(learner.actor, obs, tids))
-        old_logp = jnp.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
+        old_logp = ppo_core.categorical_log_prob(logp_all, actions)
 
         # Critic: one full-batch step (mushroom batch_size=0), before the policy.
         def critic_loss(p):
-            return ((critic.apply(p, obs, tids)[..., 0] - targets) ** 2).mean(1)
+            return ppo_core.value_loss(critic.apply(p, obs, tids)[..., 0], targets, axis=1)
 
         k_pc, sub = jax.random.split(k_pc)
         value_loss, grads = nets.task_grad(critic_loss, learner.critic, config.pcgrad, sub)
@@ -247,30 +254,19 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
             args = (take(obs), tids, take(actions), take(adv), take(old_logp))
 
             def loss_fn(p):
-                return _policy_losses(config, actor, p, *args)[0]
+                return _policy_losses(config, actor, p, *args)
 
             loss, grads = nets.task_grad(loss_fn, params, config.pcgrad, sub)
             upd, opt_state = a_opt.update(grads, opt_state, params)
             return (optax.apply_updates(params, upd), opt_state, key), loss
 
-        n_full, rest = divmod(epp * n, mb)
-
-        def epoch(carry, key):
-            # Stratified minibatches: a permutation per task, ``mb`` samples of each task.
-            perm = jax.vmap(lambda k: jax.random.permutation(k, epp * n))(jax.random.split(key, t))
-            losses = jnp.zeros(0)
-            if n_full:
-                full = perm[:, : n_full * mb].reshape(t, n_full, mb).transpose(1, 0, 2)
-                carry, losses = jax.lax.scan(minibatch, carry, full)
-            if rest:  # mushroom's last, smaller minibatch
-                carry, loss = minibatch(carry, perm[:, n_full * mb :])
-                losses = jnp.append(losses, loss)
-            return carry, losses.mean()
-
-        carry = (learner.actor, learner.actor_opt, k_pc)
-        carry, losses = jax.lax.scan(epoch, carry, jax.random.split(k_perm, config.epochs))
+        # Stratified minibatches (a permutation per task, ``mb`` samples of each task) and
+        # mushroom's last, smaller minibatch.
+        carry, losses = ppo_core.minibatch_epochs(
+            minibatch, (learner.actor, learner.actor_opt, k_pc), k_perm, epochs=config.epochs,
+            size=epp * n, batch_size=mb, strata=t, keep_last=True)  # fmt: skip
         actor_params, actor_opt, _ = carry
-        entropy = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
+        entropy = ppo_core.categorical_entropy(logp_all).mean()
         metrics = {"policy_loss": losses.mean(), "value_loss": value_loss,
                    "entropy": entropy}  # fmt: skip
         new = Learner(actor_params, critic_params, actor_opt, critic_opt, key, learner.updates + 1)

@@ -21,12 +21,23 @@ The algorithm (one gradient update per vector step, all tasks stepped together):
   ``log(1 - tanh(u)^2 + 1e-6)`` (MOORE's).
 - **Order** (Meta-World+): critic, then actor with the updated critic, then temperature.
 
-Networks (``nets.SACNet``, widths 400 x 3, ReLU): ``mtsac`` one MLP on obs + task one-hot;
-``mh`` the same trunk with one head per task; ``moe`` / ``moore`` k MLP experts on the state
-(actor) or state + action (critics), last expert layer linear, [Gram-Schmidt,] task-linear
-mixing, tanh, one head per task; k = 4 for up to 10 tasks, 6 above (MOORE's MT10 / MT50).
-``pcgrad-sac`` is MT-MH-SAC with PCGrad on the per-task actor and critic losses (Meta-World+'s
-``pcgrad_mt10.py``). Actor and critics never share parameters.
+Variant -> code (agent id = ``Config.network`` [+ ``Config.pcgrad``]; the rest is shared):
+
+- every variant: ``build`` (``sample``, ``q_values``, ``update``: critic, actor, temperature),
+  ``replay.TaskReplay``, ``_fit`` (the training loop, checkpoints), ``SACPolicy`` (acting);
+- mtsac = ``nets.SACNet(kind="mtsac")``: one MLP (``trunk<i>``) on obs + task one-hot, one
+  output layer (``out``);
+- mtmh-sac = ``nets.SACNet(kind="mh")``: the same trunk, one head per task (``head_w``);
+- moe-sac = ``nets.SACNet(kind="moe")``: k MLP experts (``experts_w<i>``) on the state (actor)
+  or state + action (critics), last layer linear, ``task_weights`` mixing, tanh, one head per
+  task;
+- moore-sac = ``nets.SACNet(kind="moore")``: moe + ``nets.gram_schmidt`` before the mixing;
+- pcgrad-sac = ``nets.SACNet(kind="mh")`` + ``Config.pcgrad``: ``nets.task_grad`` ->
+  ``nets.pcgrad`` on the per-task actor and critic losses (Meta-World+'s ``pcgrad_mt10.py``);
+- few-shot (``adapt``): ``build(frozen=True)`` -> ``_optimizer`` zeroes the experts' updates.
+
+Widths 400 x 3, ReLU; k = 4 experts for up to 10 tasks, 6 above (MOORE's MT10 / MT50). Actor
+and critics never share parameters.
 
 Presets: ``paper`` (= ``default``): Meta-World+ (warm start 4000 vector steps of uniform random
 actions, then updates; max grad norm 1.0; buffer 1e5 per task = 1e6 on MT10; lr 3e-4, alpha lr
