@@ -137,3 +137,13 @@ class AgentSpec:
     protocol's adaptation on ``split`` within ``steps`` env steps; ``None``: not supported."""
     action_spaces: tuple[str, ...] = ("discrete", "continuous")
     """The action spaces it can act in: ``discrete`` (``Discrete``), ``continuous`` (``Box``)."""
+    backends: tuple[str, ...] = ("numpy", "jax")
+    """The suite backends it trains on (``Suite.backend``); ``mtrl train`` refuses others."""
+    jax_trainer: Callable[..., tuple[Callable, Callable]] | None = None
+    """For the ``transfer`` protocol (JAX suites): ``jax_trainer(config, env, steps, contexts,
+    max_steps) -> (train, evaluate)``, pure functions it ``vmap``s over runs. ``train(key,
+    env_params, context) -> (policy_params, episode return per update)`` trains one policy for
+    ``steps`` env steps on ``contexts`` contexts (their ``JaxEnv`` params, leading axis
+    ``contexts``, and normalised values); ``evaluate(policy_params, env_params, context, key) ->
+    (return, success)`` plays one greedy episode of at most ``max_steps`` steps on one context.
+    ``None``: no transfer matrices (``agents/transfer_ppo.py`` is the example)."""
