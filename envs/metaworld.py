@@ -35,8 +35,9 @@ mtrl_bench.envs.metaworld --write-goals`` rewrites it (and asserts that no held-
 a training goal).
 
 Env (``make_env``): one upstream env class instance built with ``reward_function_version``,
-``TimeLimit(max_episode_steps)``, then ``MetaWorldTask``, which on every reset sets the next goal
-(what ``set_task`` does: freeze the env's random vector to the goal) and reports
+``TimeLimit(max_episode_steps)``, held by ``MetaWorldTask`` (a plain ``gym.Env``, not a wrapper:
+upstream's ``compute_reward`` would make SB3 take it for a GoalEnv), which on every reset sets
+the next goal (what ``set_task`` does: freeze the env's random vector to the goal) and reports
 ``info["success"]`` as a bool (upstream gives 0.0 / 1.0). Observation and action spaces are the
 upstream env's. Upstream surprise: the env declares its observation space at construction,
 when the goal is still hidden, so with a visible goal upstream's MT observations fall outside
@@ -172,16 +173,21 @@ def task_goals(name: str, goal_set: str) -> np.ndarray:
     return goals
 
 
-class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class MetaWorldTask(gym.Env):
     """Sets the next goal on every reset (seeded permutation, or the pinned ``goal_index``) and
-    reports ``info["success"]`` as a bool."""
+    reports ``info["success"]`` as a bool.
+
+    It holds the upstream env (``self.env``) instead of being a ``gym.Wrapper``, so that
+    ``unwrapped`` is this env: upstream defines ``compute_reward(action, obs)``, which SB3's
+    ``check_env`` (looking on ``env.unwrapped``) takes for a GoalEnv's
+    ``compute_reward(achieved_goal, desired_goal, info)``."""
 
     def __init__(
         self, env: gym.Env, goals: np.ndarray, *, goal_observable: bool,
         goal_index: int | None = None,
     ) -> None:  # fmt: skip
-        gym.utils.RecordConstructorArgs.__init__(self)
-        gym.Wrapper.__init__(self, env)
+        self.env, self.action_space = env, env.action_space
+        self.metadata, self.render_mode = env.metadata, env.render_mode
         if goal_index is not None and not 0 <= goal_index < len(goals):
             raise UsageError(f"goal_index must be in [0, {len(goals)}), got {goal_index}")
         self.goals, self.goal_index = goals, goal_index
@@ -193,7 +199,7 @@ class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
             low, high = space.low.copy(), space.high.copy()
             low[-3:], high[-3:] = _goal_file()["meta/goal_low"], _goal_file()["meta/goal_high"]
             space = gym.spaces.Box(low, high, dtype=space.dtype)
-        mw.observation_space = space
+        mw.observation_space = self.observation_space = space
         self._goal_rng: np.random.Generator | None = None
         self._order, self._next = np.empty(0, dtype=np.int64), 0
         self.goal: np.ndarray | None = None
@@ -211,6 +217,7 @@ class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)  # gymnasium's np_random (unused here; env checkers expect it)
         mw = self.env.unwrapped
         if seed is not None:
             self._goal_rng = np.random.default_rng(seed)
@@ -226,6 +233,12 @@ class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated, truncated, {**info, "success": bool(info["success"])}
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
 
 
 def make_env(task: Task, suite: Suite) -> gym.Env:

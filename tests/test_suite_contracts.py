@@ -8,6 +8,8 @@ option variants (``-rv1-h150``: reward V1, 150 steps, goal hidden) and one MT1 -
 Meta-World id runs under the ``slow`` marker.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,21 @@ def test_splits_fixed_and_disjoint(suite_id):
 @pytest.mark.parametrize("suite_id", SUITES)
 def test_check_env_every_task(suite_id):
     checks.check_single_envs(get_suite(suite_id))
+
+
+@pytest.mark.parametrize("suite_id", SUITES)
+def test_sb3_check_env(suite_id):
+    """SB3's ``check_env`` passes on the single-task view too (the first task of each split; the
+    gymnasium check above covers every task). SB3 adds its own rules, e.g. an env whose
+    ``unwrapped`` has ``compute_reward`` must be a GoalEnv with Dict observations."""
+    env_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    suite = get_suite(suite_id)
+    for split in ("train", "test"):
+        env = make_single_env(suite, suite.splits[split][0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # advice (e.g. "use a symmetric Box"), not failures
+            env_checker.check_env(env)
+        env.close()
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
