@@ -76,12 +76,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from mtrl_bench.agents import nets, ppo_core
-from mtrl_bench.agents import rollout as ro
-from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
 from tqdm.auto import tqdm
 
 from mtrl_bench import make_env, make_single_env
+from mtrl_bench.agents import nets, ppo_core
+from mtrl_bench.agents import rollout as ro
+from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
 from mtrl_bench.errors import UsageError
 from mtrl_bench.results import RunDir
 from mtrl_bench.types import AgentSpec, Suite

@@ -15,8 +15,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtrl_bench.types import AgentSpec, Suite
 from mtrl_bench import make_single_env
+from mtrl_bench.types import AgentSpec, Suite
 
 
 @dataclass(frozen=True)

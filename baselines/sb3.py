@@ -42,7 +42,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from mtrl_bench.baselines.random_policy import RandomPolicy
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import is_wrapped
 from stable_baselines3.common.logger import Logger
@@ -51,8 +50,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from mtrl_bench.errors import UsageError
 from mtrl_bench import make_env, make_single_env
+from mtrl_bench.baselines.random_policy import RandomPolicy
+from mtrl_bench.errors import UsageError
 from mtrl_bench.results import RunDir, atomic_write_text
 from mtrl_bench.types import AgentSpec, Suite
 from mtrl_bench.vector import MultiTaskVectorEnv

@@ -126,8 +126,8 @@ def bench_ours(names: list[str], set_name: str, batches, modes, steps, repeats) 
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from mtrl_bench.envs.minigrid_jax.env import MiniGridJax
 
+    from mtrl_bench.envs.minigrid_jax.env import MiniGridJax
     from mtrl_bench.jax_env import stack_params
     from mtrl_bench.jax_vector import JaxVectorEnv
     from mtrl_bench.registry import get_suite
@@ -181,8 +181,8 @@ def bench_ours(names: list[str], set_name: str, batches, modes, steps, repeats) 
 
 def bench_minigrid(names: list[str], set_name: str, batches, steps, repeats) -> list[dict]:
     import gymnasium as gym
-    from mtrl_bench.envs.minigrid import make_env
 
+    from mtrl_bench.envs.minigrid import make_env
     from mtrl_bench.registry import get_suite
 
     by_name = {t.name: t for t in get_suite("minigrid/mt7-v1").tasks}

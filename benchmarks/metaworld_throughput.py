@@ -61,8 +61,8 @@ def env_rows(quick: bool) -> list[dict]:
     import gymnasium as gym
     import metaworld  # noqa: F401  (registers Meta-World/*)
 
-    from mtrl_bench.registry import get_suite
     from mtrl_bench import make_env
+    from mtrl_bench.registry import get_suite
 
     suite = get_suite("metaworld/mt10-v1")
     steps, repeats = (300, 2) if quick else (1500, 3)
@@ -108,13 +108,13 @@ def metaworld_version() -> str:
 
 def sac_rows(quick: bool) -> list[dict]:
     import jax
-    from mtrl_bench.agents import mtsac
-    from mtrl_bench.baselines.sb3 import OneHotTaskVecEnv
     from stable_baselines3 import SAC
     from stable_baselines3.common.logger import configure
 
-    from mtrl_bench.registry import get_agent, get_suite
     from mtrl_bench import make_env
+    from mtrl_bench.agents import mtsac
+    from mtrl_bench.baselines.sb3 import OneHotTaskVecEnv
+    from mtrl_bench.registry import get_agent, get_suite
 
     suite, n, when = get_suite("metaworld/mt10-v1"), 20 if quick else 100, _now()
     rng = np.random.default_rng(0)

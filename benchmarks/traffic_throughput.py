@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_throughput import _load, machine  # noqa: E402
-from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax  # noqa: E402
 
+from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax  # noqa: E402
 from mtrl_bench.jax_env import stack_params  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -37,9 +37,9 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_throughput import _load, log, machine  # noqa: E402
+
 from mtrl_bench.agents import mtppo, nets  # noqa: E402
 from mtrl_bench.agents.rollout import Batch, run_keys  # noqa: E402
-
 from mtrl_bench.registry import get_suite  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -60,6 +60,7 @@ def ours_sps(config: mtppo.Config, suite_id: str, updates: int) -> float:
 
 def sb3_sps(features: str, net_arch: tuple[int, ...], updates: int) -> float:
     import torch
+
     from mtrl_bench.baselines import sb3
 
     torch.set_num_threads(os.cpu_count() or 1)

@@ -33,8 +33,8 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
-from mtrl_bench.envs import control
 
+from mtrl_bench.envs import control
 from mtrl_bench.jax_env import JaxEnv
 from mtrl_bench.types import Suite, Task
 

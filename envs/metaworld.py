@@ -73,8 +73,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtrl_bench.errors import UsageError
 from mtrl_bench.envs.metaworld_tasks import METAWORLD_TASKS, METAWORLD_VARIANTS, metaworld_attr
+from mtrl_bench.errors import UsageError
 from mtrl_bench.types import Suite, Task
 
 GOALS_FILE = Path(__file__).with_name("metaworld_goals.npz")

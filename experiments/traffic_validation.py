@@ -30,8 +30,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax
 
+from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax
 from mtrl_bench.results import atomic_write_json, provenance
 from mtrl_bench.types import Task
 

@@ -25,7 +25,6 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                       "intra_op_parallelism_threads=1")  # fmt: skip
 
 from mtrl_bench.agents import mbtl  # noqa: E402
-
 from mtrl_bench.transfer import TransferConfig, multitask_row, transfer_matrix  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "transfer"

@@ -13,8 +13,8 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from mtrl_bench.types import Suite
 from mtrl_bench.make import make_env, make_single_env
+from mtrl_bench.types import Suite
 
 
 def check_splits(suite: Suite) -> None:

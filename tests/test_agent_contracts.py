@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mtrl_bench.registry import agent_ids, get_agent, get_suite
 from mtrl_bench import make_env
+from mtrl_bench.registry import agent_ids, get_agent, get_suite
 from mtrl_bench.results import RunDir
 from mtrl_bench.runner import RunConfig, resolve
 from mtrl_bench.types import AgentSpec, Policy

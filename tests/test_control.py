@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from mtrl_bench import make_single_env
+from mtrl_bench.checks import check_suite
 from mtrl_bench.envs import control
 from mtrl_bench.envs import control_jax as cj
-
-from mtrl_bench.checks import check_suite
-from mtrl_bench import make_single_env
 from mtrl_bench.jax_env import JaxEnv, stack_params
 
 NUMPY_SUITES = [

@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from baselines_helpers import GoalLineOracle
-from mtrl_bench.baselines.random_policy import RandomPolicy
 
-from mtrl_bench.errors import UsageError
 from mtrl_bench import make_single_env
+from mtrl_bench.baselines.random_policy import RandomPolicy
+from mtrl_bench.errors import UsageError
 from mtrl_bench.evaluation import PROTOCOLS, evaluate, get_protocol
 from mtrl_bench.registry import get_suite
 from mtrl_bench.types import Suite, Task

@@ -12,11 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from mtrl_bench import checks, make_env, make_single_env
 from mtrl_bench.baselines.sb3 import PRESETS, OneHotTaskVecEnv, _make_model
 from mtrl_bench.envs.toy import GOAL_LINE
-
-from mtrl_bench import checks
-from mtrl_bench import make_env, make_single_env
 from mtrl_bench.evaluation import evaluate
 from mtrl_bench.jax_env import JaxEnv, stack_params
 from mtrl_bench.jax_vector import JaxSingleEnv, JaxVectorEnv, _jitted, env_keys, suite_env

@@ -9,13 +9,12 @@ import pytest
 
 pytest.importorskip("metaworld")
 
+from mtrl_bench import make_env, make_single_env  # noqa: E402
 from mtrl_bench.baselines.metaworld_experts import SPEC, ExpertPolicy  # noqa: E402
 from mtrl_bench.envs import metaworld as mw  # noqa: E402
-
-from mtrl_bench.errors import UsageError  # noqa: E402
-from mtrl_bench import make_env, make_single_env  # noqa: E402
-from mtrl_bench.evaluation import evaluate  # noqa: E402
 from mtrl_bench.envs.metaworld_tasks import METAWORLD_TASKS  # noqa: E402
+from mtrl_bench.errors import UsageError  # noqa: E402
+from mtrl_bench.evaluation import evaluate  # noqa: E402
 from mtrl_bench.registry import get_suite  # noqa: E402
 from mtrl_bench.vector import AsyncMultiTaskVectorEnv, MultiTaskVectorEnv  # noqa: E402
 

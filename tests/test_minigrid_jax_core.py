@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from minigrid.core.world_object import Key
+
 from mtrl_bench.envs import minigrid as minigrid_suites
 from mtrl_bench.envs.minigrid_jax import core
 from mtrl_bench.envs.minigrid_jax.env import (
@@ -25,7 +26,6 @@ from mtrl_bench.envs.minigrid_jax.env import (
 )
 from mtrl_bench.envs.minigrid_jax.layout import FAMILIES, OBJECT
 from mtrl_bench.envs.minigrid_oracle import solve
-
 from mtrl_bench.jax_env import JaxEnv, stack_params
 
 TASKS = [

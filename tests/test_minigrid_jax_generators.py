@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from minigrid.core.grid import Grid
 from minigrid.core.world_object import Door
+from scipy.stats import chi2_contingency
+
 from mtrl_bench.envs import minigrid_oracle
 from mtrl_bench.envs.minigrid_jax import generators
 from mtrl_bench.envs.minigrid_jax.layout import COLOR, FAMILIES, OBJECT, WALL
-from scipy.stats import chi2_contingency
 
 TASKS = ("MiniGrid-LavaGapS7-v0", "MiniGrid-LavaGapS6-v0", "MiniGrid-RedBlueDoors-6x6-v0",
          "MiniGrid-RedBlueDoors-8x8-v0", "MiniGrid-MemoryS11-v0", "MiniGrid-MemoryS13-v0",

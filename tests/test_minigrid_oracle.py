@@ -6,6 +6,7 @@ import statistics
 
 import gymnasium
 import pytest
+
 from mtrl_bench.envs import minigrid_oracle as oracle
 
 REPLAY_ENVS = [

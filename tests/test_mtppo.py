@@ -5,11 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from mtrl_bench import make_env
 from mtrl_bench.agents import mtppo, nets
 from mtrl_bench.agents.rollout import python_reset, python_rollout, run_keys
-
 from mtrl_bench.registry import get_suite
-from mtrl_bench import make_env
 from mtrl_bench.results import RunDir, read_jsonl
 from mtrl_bench.runner import RunConfig, resolve, run
 

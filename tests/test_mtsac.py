@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from mtrl_bench.agents import mtsac, nets
 from mtrl_bench.agents.replay import TaskReplay
-
 from mtrl_bench.errors import UsageError
 from mtrl_bench.evaluation import evaluate
 from mtrl_bench.registry import get_suite

@@ -6,6 +6,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from stable_baselines3 import PPO
+
+from mtrl_bench import make_env, make_single_env
 from mtrl_bench.baselines.sb3 import (
     PPO_INDEPENDENT,
     PPO_SHARED,
@@ -15,10 +18,7 @@ from mtrl_bench.baselines.sb3 import (
     SB3Policy,
     wrap_sb3,
 )
-from stable_baselines3 import PPO
-
 from mtrl_bench.evaluation import evaluate
-from mtrl_bench import make_env, make_single_env
 from mtrl_bench.registry import get_suite
 from mtrl_bench.results import RunDir
 from mtrl_bench.runner import RunConfig, resolve, run

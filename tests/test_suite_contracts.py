@@ -13,8 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mtrl_bench import checks
-from mtrl_bench import make_env, make_single_env
+from mtrl_bench import checks, make_env, make_single_env
 from mtrl_bench.registry import get_suite, suite_ids
 from mtrl_bench.types import EVAL_SEED_OFFSET, SEED_STRIDE
 

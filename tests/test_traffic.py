@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax
 
-from mtrl_bench.registry import get_suite
 from mtrl_bench import make_single_env
+from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax
+from mtrl_bench.registry import get_suite
 from mtrl_bench.types import Task
 
 

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from mtrl_bench.agents import ppo
 
 from mtrl_bench import transfer
+from mtrl_bench.agents import ppo
 from mtrl_bench.errors import UsageError
 from mtrl_bench.jax_vector import suite_env
 from mtrl_bench.registry import get_suite

@@ -40,9 +40,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from mtrl_bench.envs import traffic
 from mtrl_bench.envs.traffic.sumo import SumoEnv, binary, run_tool
-
 from mtrl_bench.types import Suite, Task
 
 DT, HORIZON_S = 0.5, 300.0

@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
 from mtrl_bench.envs import traffic
 from mtrl_bench.envs.traffic import eco as sc
-
 from mtrl_bench.jax_env import autoreset
 from mtrl_bench.types import Suite, Task
 

@@ -47,9 +47,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from mtrl_bench.envs import traffic
 from mtrl_bench.envs.traffic.sumo import SumoEnv, run_tool
-
 from mtrl_bench.types import Suite, Task
 
 DT = 1.0  # s, SUMO step length and CTM time step

@@ -43,9 +43,9 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from mtrl_bench.envs import traffic
 from mtrl_bench.envs.traffic import signal as sc
-
 from mtrl_bench.jax_env import autoreset
 from mtrl_bench.types import Suite, Task
 
