@@ -137,6 +137,8 @@ AGENTS: dict[str, str] = {
     "mtppo-pcgrad": "mtrl_bench.agents.mtppo:MTPPO_PCGRAD",
     "mtsac": "mtrl_bench.agents.mtsac:MTSAC",
     "pcgrad-sac": "mtrl_bench.agents.mtsac:PCGRADSAC",
+    "ppo": "mtrl_bench.agents.transfer_ppo:PPO",
+    "ppo-context": "mtrl_bench.agents.transfer_ppo:PPO_CONTEXT",
     "random": "mtrl_bench.baselines.random_policy:SPEC",
     "sb3-ppo": "mtrl_bench.baselines.sb3:PPO_SHARED",
     "sb3-ppo-independent": "mtrl_bench.baselines.sb3:PPO_INDEPENDENT",

@@ -5,8 +5,8 @@ Train a policy on one source context, then evaluate it zero-shot on every target
 suite (all its tasks, the ``all`` split): one row of the matrix J(source, target), normalised
 with each target task's ``score_bounds`` (MBTL's per-domain bounds on the contextual suites).
 On a JAX suite the whole computation is vmapped: a chunk of sources x all seeds trains as one
-jitted program (``agents/ppo.py``), and each trained policy is evaluated on all targets x
-episodes in one vmapped call. Keys: training run (source s, seed k) uses
+jitted program (the agent's ``AgentSpec.jax_trainer``), and each trained policy is evaluated on
+all targets x episodes in one vmapped call. Keys: training run (source s, seed k) uses
 ``fold_in(PRNGKey(k), s)``, so a row does not depend on the chunking; evaluation uses
 ``PRNGKey(EVAL_SEED_OFFSET + k)`` folded with the source, disjoint from training.
 
@@ -18,7 +18,8 @@ values, provenance) -- the input of ``agents/mbtl.py``. ``multitask_row`` trains
 all contexts (MBTL's multi-task baseline; ``ppo-context`` also sees the normalised context) and
 writes ``kind: multitask_row`` files with its ``steps``.
 
-Agents: ``ppo`` and ``ppo-context`` (``agents/ppo.py``, SB3's PPO defaults).
+Agents: any registered agent with a ``jax_trainer``, looked up by id in the registry: ``ppo``
+and ``ppo-context`` (``agents/transfer_ppo.py``, SB3's PPO defaults).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mtrl_bench.errors import UsageError, require_positive
-from mtrl_bench.registry import get_suite
+from mtrl_bench.registry import get_agent, get_suite
 from mtrl_bench.results import (
     atomic_write_bytes,
     atomic_write_json,
@@ -42,10 +43,9 @@ from mtrl_bench.results import (
     now,
     provenance,
 )
-from mtrl_bench.types import EVAL_SEED_OFFSET, Suite
+from mtrl_bench.types import EVAL_SEED_OFFSET, AgentSpec, Suite
 
 PROTOCOL, VERSION = "transfer", 1
-AGENTS = {"ppo": False, "ppo-context": True}  # agent -> context in the observation
 #: Runs per vmapped training program. jaxlib 0.10.2's CPU client never finished the PPO
 #: training program vmapped over 75 runs here (no thread computing, the caller blocked; 64 and
 #: fewer always finished), so larger batches are refused rather than left to hang.
@@ -69,17 +69,28 @@ class TransferConfig:
     """The context grid: these task indices as sources and targets (empty: every task)."""
 
 
-def _setup(cfg: TransferConfig) -> tuple[Suite, Any, Any]:
-    from mtrl_bench.agents import ppo
+def _trainer(agent: str) -> AgentSpec:
+    """The registered agent ``agent``; it must have a ``jax_trainer``."""
+    try:
+        spec = get_agent(agent)
+    except UsageError as err:
+        raise UsageError(f"unknown transfer agent {agent!r} ({err})") from None
+    if spec.jax_trainer is None:
+        raise UsageError(f"unknown transfer agent {agent!r}: it has no jax_trainer (e.g. ppo "
+                         "and ppo-context have one)")  # fmt: skip
+    return spec
+
+
+def _setup(cfg: TransferConfig) -> tuple[Suite, Any, AgentSpec, Any]:
+    """The suite, its ``JaxEnv``, the agent and its preset config, all validated."""
     from mtrl_bench.jax_vector import suite_env
 
     suite = get_suite(cfg.suite)
     if suite.backend != "jax":
         raise UsageError(f"transfer needs a JAX suite (e.g. control-jax/...), got {suite.id}")
-    if cfg.agent not in AGENTS:
-        raise UsageError(f"unknown transfer agent {cfg.agent!r}; allowed: {', '.join(AGENTS)}")
-    if cfg.preset not in ppo.PRESETS:
-        raise UsageError(f"unknown preset {cfg.preset!r}; allowed: {', '.join(ppo.PRESETS)}")
+    spec = _trainer(cfg.agent)
+    if cfg.preset not in spec.presets:
+        raise UsageError(f"unknown preset {cfg.preset!r}; allowed: {', '.join(spec.presets)}")
     for name in ("steps", "episodes", "chunk"):
         require_positive(name, getattr(cfg, name))
     if cfg.chunk * len(cfg.seeds) > MAX_RUNS:
@@ -90,8 +101,7 @@ def _setup(cfg: TransferConfig) -> tuple[Suite, Any, Any]:
     n = len(suite.tasks)
     if any(i not in range(n) for i in cfg.tasks) or len(set(cfg.tasks)) != len(cfg.tasks):
         raise UsageError(f"tasks must be distinct task indices 0..{n - 1}, got {list(cfg.tasks)}")
-    pcfg = replace(ppo.PRESETS[cfg.preset], context_obs=AGENTS[cfg.agent])
-    return suite, suite_env(suite), pcfg
+    return suite, suite_env(suite), spec, spec.presets[cfg.preset]
 
 
 def grid(cfg: TransferConfig, suite: Suite) -> list[int]:
@@ -107,14 +117,17 @@ def contexts(suite: Suite) -> tuple[str, np.ndarray, np.ndarray]:
     return str(suite.options.get("context", "index")), raw, norm.astype(np.float32)
 
 
-def _programs(cfg: TransferConfig, suite: Suite, env: Any, pcfg: Any):
+def _programs(cfg: TransferConfig, suite: Suite, env: Any, spec: AgentSpec, pcfg: Any,
+              n_contexts: int):  # fmt: skip
+    """The jitted training (runs vmapped) and evaluation (runs x targets x episodes) programs
+    of runs on ``n_contexts`` contexts each (1: a source)."""
     import jax
 
-    from mtrl_bench.agents import ppo
-
     max_steps = max(t.max_episode_steps for t in suite.tasks)
-    train = jax.jit(jax.vmap(ppo.make_train(pcfg, env, ppo.num_updates(pcfg, cfg.steps))))
-    per_episode = jax.vmap(ppo.make_evaluate(pcfg, env, max_steps), in_axes=(None, None, None, 0))
+    assert spec.jax_trainer is not None  # _trainer checked it
+    train, evaluate = spec.jax_trainer(pcfg, env, cfg.steps, n_contexts, max_steps)
+    train = jax.jit(jax.vmap(train))
+    per_episode = jax.vmap(evaluate, in_axes=(None, None, None, 0))
     per_target = jax.vmap(per_episode, in_axes=(None, 0, 0, 0))
     evaluate = jax.jit(jax.vmap(per_target, in_axes=(0, None, None, 0)))
     return train, evaluate
@@ -125,12 +138,12 @@ def _normalise(suite: Suite, targets: list[int], returns: np.ndarray) -> np.ndar
     return (returns - lo) / (hi - lo)
 
 
-def _train_eval(cfg: TransferConfig, suite: Suite, env: Any, pcfg: Any, programs: Any,
-                slot_params: list[Any], slot_ctx: np.ndarray, runs: list[tuple[int, int]]
+def _train_eval(cfg: TransferConfig, suite: Suite, env: Any, programs: Any,
+                run_params: list[Any], run_ctx: np.ndarray, runs: list[tuple[int, int]]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Train one run per ``(key id, seed)`` in ``runs`` (env slots ``slot_params[i]``, contexts
-    ``slot_ctx[i]``), evaluate each on every target: returns, success (runs, targets) and the
-    training curves (runs, updates)."""
+    """Train one run per ``(key id, seed)`` in ``runs`` (on the contexts with env params
+    ``run_params[i]`` and normalised values ``run_ctx[i]``), evaluate each on every target:
+    returns, success (runs, targets) and the training curves (runs, updates)."""
     import jax
     import jax.numpy as jnp
 
@@ -146,25 +159,22 @@ def _train_eval(cfg: TransferConfig, suite: Suite, env: Any, pcfg: Any, programs
     eval_keys = jnp.stack([
         jax.random.split(jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED_OFFSET + s), i), n * e)
         .reshape(n, e, -1) for i, s in runs])  # fmt: skip
-    env_params = jax.tree.map(lambda *xs: jnp.stack(xs), *slot_params)
+    env_params = jax.tree.map(lambda *xs: jnp.stack(xs), *run_params)
     target_params = stack_params(env, [suite.tasks[i] for i in targets])
-    inputs = (keys, eval_keys, env_params, target_params, jnp.asarray(slot_ctx),
+    inputs = (keys, eval_keys, env_params, target_params, jnp.asarray(run_ctx),
               jnp.asarray(ctx[targets]))  # fmt: skip
-    keys, eval_keys, env_params, target_params, slot_ctx, target_ctx = jax.block_until_ready(inputs)
-    params, curves = jax.block_until_ready(train(keys, env_params, slot_ctx))
+    keys, eval_keys, env_params, target_params, run_ctx, target_ctx = jax.block_until_ready(inputs)
+    params, curves = jax.block_until_ready(train(keys, env_params, run_ctx))
     ret, success = jax.block_until_ready(evaluate(params, target_params, target_ctx, eval_keys))
     ret, success = np.asarray(ret, float).mean(-1), np.asarray(success, float).mean(-1)
     return ret, success, np.asarray(curves, float)
 
 
-def _slots(env: Any, suite: Suite, pcfg: Any, source: int) -> tuple[Any, np.ndarray]:
-    import jax
-    import jax.numpy as jnp
+def _source(env: Any, suite: Suite, source: int) -> tuple[Any, np.ndarray]:
+    """The env params (leading axis 1) and normalised context ``(1,)`` of one source's run."""
+    from mtrl_bench.jax_env import stack_params
 
-    p = env.params(suite.tasks[source])
-    _, _, ctx = contexts(suite)
-    slots = jax.tree.map(lambda x: jnp.broadcast_to(x, (pcfg.num_envs, *jnp.shape(x))), p)
-    return slots, np.full(pcfg.num_envs, ctx[source], np.float32)
+    return stack_params(env, [suite.tasks[source]]), contexts(suite)[2][[source]]
 
 
 def _record(cfg: TransferConfig, suite: Suite, seed: int, kind: str, sources: list[int],
@@ -197,11 +207,11 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 def _chunk(cfg: TransferConfig, chunk: list[int], part: Path) -> None:
     """Train and evaluate one chunk of sources x seeds; write its ``partial`` file."""
-    suite, env, pcfg = _setup(cfg)
+    suite, env, spec, pcfg = _setup(cfg)
     runs = [(x, s) for x in chunk for s in cfg.seeds]
-    slots = [_slots(env, suite, pcfg, x) for x, _ in runs]
-    ret, success, curves = _train_eval(cfg, suite, env, pcfg, _programs(cfg, suite, env, pcfg),
-                                       [p for p, _ in slots], np.stack([c for _, c in slots]),
+    sources = [_source(env, suite, x) for x, _ in runs]
+    ret, success, curves = _train_eval(cfg, suite, env, _programs(cfg, suite, env, spec, pcfg, 1),
+                                       [p for p, _ in sources], np.stack([c for _, c in sources]),
                                        runs)  # fmt: skip
     buf = io.BytesIO()
     np.savez(buf, returns=ret, success=success, curves=curves)
@@ -279,32 +289,26 @@ def transfer_matrix(
 def train_source_row(cfg: TransferConfig, source: int, seed: int) -> np.ndarray:
     """MBTL's online mode: train source ``source`` with ``seed`` and return its normalised
     zero-shot scores on every target -- the same computation as one matrix row."""
-    suite, env, pcfg = _setup(cfg)
+    suite, env, spec, pcfg = _setup(cfg)
     if source not in grid(cfg, suite):
         raise UsageError(f"source must be one of the grid's task indices, got {source}")
-    slots, ctx = _slots(env, suite, pcfg, source)
-    ret, _, _ = _train_eval(cfg, suite, env, pcfg, _programs(cfg, suite, env, pcfg), [slots],
+    params, ctx = _source(env, suite, source)
+    ret, _, _ = _train_eval(cfg, suite, env, _programs(cfg, suite, env, spec, pcfg, 1), [params],
                             ctx[None], [(source, seed)])  # fmt: skip
     return _normalise(suite, grid(cfg, suite), ret[0])
-
-
-def _multitask_pcfg(cfg: TransferConfig, suite: Suite, pcfg: Any) -> Any:
-    n = len(grid(cfg, suite))
-    return replace(pcfg, num_envs=n, n_steps=max(16, pcfg.rollout // n))
 
 
 def _multitask(cfg: TransferConfig, paths: list[Path]) -> None:
     """Train every seed's multi-task policy in one vmapped program, evaluate, write the files."""
     from mtrl_bench.jax_env import stack_params  # JAX only when a row is computed
 
-    suite, env, pcfg = _setup(cfg)
-    pcfg = _multitask_pcfg(cfg, suite, pcfg)
+    suite, env, spec, pcfg = _setup(cfg)
     tasks = grid(cfg, suite)
     _, _, ctx = contexts(suite)
-    slots = stack_params(env, [suite.tasks[i] for i in tasks])  # one env slot per context
+    params = stack_params(env, [suite.tasks[i] for i in tasks])  # every context in one run
     runs = [(len(suite.tasks), s) for s in cfg.seeds]  # key id past every source's
-    ret, success, curves = _train_eval(cfg, suite, env, pcfg, _programs(cfg, suite, env, pcfg),
-                                       [slots] * len(runs),
+    programs = _programs(cfg, suite, env, spec, pcfg, len(tasks))
+    ret, success, curves = _train_eval(cfg, suite, env, programs, [params] * len(runs),
                                        np.stack([ctx[tasks]] * len(runs)), runs)  # fmt: skip
     for j, (seed, path) in enumerate(zip(cfg.seeds, paths, strict=True)):
         atomic_write_json(path, _record(cfg, suite, seed, "multitask_row", [], ret[j : j + 1],
@@ -314,10 +318,11 @@ def _multitask(cfg: TransferConfig, paths: list[Path]) -> None:
 
 def multitask_row(cfg: TransferConfig, out: Path, *, isolate: bool = True,
                   timeout_s: float | None = None) -> list[Path]:  # fmt: skip
-    """MBTL's multi-task baseline: one policy trained on all contexts at once (one env slot per
-    context, ``n_steps`` scaled so an update has about the preset's samples), evaluated on every
-    target; ``cfg.steps`` is its total budget. One ``kind: multitask_row`` file per seed, all
-    seeds trained together (in a fresh process with ``isolate``, see ``_isolated``)."""
+    """MBTL's multi-task baseline: one policy trained on all contexts at once (for ``ppo``: one
+    env slot per context, ``n_steps`` scaled so an update has about the preset's samples, see
+    ``agents/transfer_ppo.py``), evaluated on every target; ``cfg.steps`` is its total budget.
+    One ``kind: multitask_row`` file per seed, all seeds trained together (in a fresh process
+    with ``isolate``, see ``_isolated``)."""
     _setup(cfg)
     run_dir = _run_dir(out, cfg, f"{cfg.agent}-multitask")
     config = {**asdict(cfg), "seeds": list(cfg.seeds), "tasks": list(cfg.tasks),

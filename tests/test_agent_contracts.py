@@ -17,7 +17,11 @@ def preset(spec: AgentSpec) -> str:
 
 
 #: agents that run on one suite family only: their contract runs on a small suite of it
-CONTRACT_SUITES = {"metaworld-expert": "metaworld/mt1-reach-v1"}
+CONTRACT_SUITES = {
+    "metaworld-expert": "metaworld/mt1-reach-v1",
+    "ppo": "control-jax/cartpole-masscart-v1",  # JAX suites only (agents/transfer_ppo.py)
+    "ppo-context": "control-jax/pendulum-dt-v1",  # and continuous actions
+}
 
 
 def toy_suite(spec: AgentSpec) -> str:

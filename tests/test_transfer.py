@@ -1,5 +1,5 @@
-"""The ``transfer`` protocol (``mtrl_bench/transfer.py``) and its PPO trainer (``agents/ppo.py``)
-on the real JAX contextual CartPole."""
+"""The ``transfer`` protocol (``mtrl_bench/transfer.py``) and its PPO trainer
+(``agents/transfer_ppo.py``) on the real JAX contextual CartPole."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mtrl_bench import transfer
-from mtrl_bench.agents import ppo
+from mtrl_bench.agents import transfer_ppo
 from mtrl_bench.errors import UsageError
 from mtrl_bench.jax_vector import suite_env
 from mtrl_bench.registry import get_suite
@@ -18,7 +18,7 @@ from mtrl_bench.registry import get_suite
 SUITE = "control-jax/cartpole-masscart-v1"
 
 
-def _train(cfg: ppo.Config, contexts: list[int], steps: int, seed: int = 0):
+def _train(cfg: transfer_ppo.Config, contexts: list[int], steps: int, seed: int = 0):
     suite = get_suite(SUITE)
     env = suite_env(suite)
     slots = [
@@ -29,16 +29,18 @@ def _train(cfg: ppo.Config, contexts: list[int], steps: int, seed: int = 0):
     ]
     params = jax.tree.map(lambda *xs: jnp.stack(xs), *slots)
     keys = jnp.stack([jax.random.PRNGKey(seed)] * len(contexts))
-    train = jax.jit(jax.vmap(ppo.make_train(cfg, env, ppo.num_updates(cfg, steps))))
+    updates = transfer_ppo.num_updates(cfg, steps)
+    train = jax.jit(jax.vmap(transfer_ppo.make_train(cfg, env, updates)))
     return train(keys, params, jnp.zeros((len(contexts), cfg.num_envs))), env, suite
 
 
 def test_ppo_learns_cartpole_and_is_deterministic() -> None:
-    cfg = ppo.PRESETS["sb3"]  # SB3's defaults: CartPole is solved within ~60k steps
+    cfg = transfer_ppo.PRESETS["sb3"]  # SB3's defaults: CartPole is solved within ~60k steps
     (params, returns), env, suite = _train(cfg, [9], 40_960)
     returns = np.asarray(returns)[0]
     assert np.nanmean(returns[:3]) < 60 and np.nanmean(returns[-3:]) > 150
-    evaluate = jax.jit(jax.vmap(ppo.make_evaluate(cfg, env, 500), in_axes=(None, None, None, 0)))
+    per_episode = transfer_ppo.make_evaluate(cfg, env, 500)
+    evaluate = jax.jit(jax.vmap(per_episode, in_axes=(None, None, None, 0)))
     one = jax.tree.map(lambda x: x[0], params)
     ret, _ = evaluate(one, env.params(suite.tasks[9]), jnp.float32(0),
                       jax.random.split(jax.random.PRNGKey(1), 4))  # fmt: skip
@@ -49,7 +51,7 @@ def test_ppo_learns_cartpole_and_is_deterministic() -> None:
 
 
 def test_vmapped_contexts_equal_separate_runs() -> None:
-    cfg = ppo.PRESETS["ci"]
+    cfg = transfer_ppo.PRESETS["ci"]
     (both, _), _, _ = _train(cfg, [3, 60], 2048)
     (first, _), _, _ = _train(cfg, [3], 2048)
     (second, _), _, _ = _train(cfg, [60], 2048)
@@ -64,10 +66,10 @@ def test_vmapped_contexts_equal_separate_runs() -> None:
 def test_ppo_continuous_actions_run() -> None:
     suite = get_suite("control-jax/pendulum-dt-v1")
     env = suite_env(suite)
-    cfg = ppo.PRESETS["ci"]
+    cfg = transfer_ppo.PRESETS["ci"]
     slots = jax.tree.map(lambda x: jnp.broadcast_to(x, (1, cfg.num_envs, *jnp.shape(x))),
                          env.params(suite.tasks[9]))  # fmt: skip
-    train = jax.jit(jax.vmap(ppo.make_train(cfg, env, 2)))
+    train = jax.jit(jax.vmap(transfer_ppo.make_train(cfg, env, 2)))
     params, returns = train(jax.random.PRNGKey(0)[None], slots, jnp.zeros((1, cfg.num_envs)))
     assert params["log_std"].shape == (1, 1) and np.all(np.isfinite(np.asarray(params["log_std"])))
 
@@ -118,6 +120,7 @@ def test_multitask_row(tmp_path) -> None:
     [
         ({"suite": "control/cartpole-masscart-v1"}, "JAX suite"),
         ({"agent": "sac"}, "unknown transfer agent"),
+        ({"agent": "mtsac"}, "no jax_trainer"),  # registered, but no transfer trainer
         ({"preset": "huge"}, "unknown preset"),
         ({"tasks": (1, 1)}, "distinct task indices"),
         ({"tasks": (100,)}, "distinct task indices"),
@@ -130,6 +133,14 @@ def test_bad_input_is_refused_and_writes_nothing(tmp_path, kw, match) -> None:
     with pytest.raises(UsageError, match=match):
         transfer.transfer_matrix(_cfg(**kw), tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_registered_agents_refuse_numpy_suites_before_writing(tmp_path) -> None:
+    from mtrl_bench.cli import main
+
+    args = ["train", "--agent", "ppo", "--suite", "control/cartpole-masscart-v1", "--runs-dir",
+            str(tmp_path)]  # fmt: skip
+    assert main(args) == 2 and not any(tmp_path.iterdir())
 
 
 def test_mtrl_transfer_command(tmp_path) -> None:

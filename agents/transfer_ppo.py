@@ -1,6 +1,15 @@
-"""PPO (Schulman et al. 2017) with stable-baselines3's ``PPO("MlpPolicy")`` defaults, as a pure
-JAX trainer for the contextual JAX suites: what MBTL trains on every source context (MBTL
-``control-tasks/train.py``: SB3 PPO, default hyperparameters; methods.md §5.4).
+"""Transfer PPO: the trainer of the ``transfer`` protocol's matrices, registered as the agents
+``ppo`` (no context) and ``ppo-context`` (the normalised context appended to the observation).
+
+PPO (Schulman et al. 2017) with stable-baselines3's ``PPO("MlpPolicy")`` defaults, as a pure
+JAX trainer for the contextual JAX suites: what MBTL (Cho et al., "Model-Based Transfer Learning
+for Contextual Reinforcement Learning", NeurIPS 2024) trains on every source context (its
+``control-tasks/train.py``: SB3 PPO, default hyperparameters). Not MOORE's multi-task PPO
+(``agents/mtppo.py``); both build on the same core, ``agents/ppo_core.py``: ``ppo_core.gae``
+(truncation bootstrapped into the reward, so ``terminated = dones``), ``ppo_core.ppo_loss`` with
+its value and entropy terms (one network pair, one optimiser), advantages normalised per
+minibatch (``ppo_core.normalize``), ``ppo_core.minibatch_epochs`` with one flat permutation per
+epoch.
 
 SB3 defaults reproduced (``stable_baselines3/ppo/ppo.py``, ``common/policies.py``): separate
 actor and critic MLPs (64, 64) with tanh, orthogonal initialisation (gain sqrt(2) hidden, 0.01
@@ -18,7 +27,12 @@ Training is one jitted pure function, ``make_train(config, env, num_updates)`` -
 contexts round-robin to the slots; ``context`` is the per-slot normalised context value that
 ``context_obs`` appends to the observation (the "with context" multi-task baseline). ``jax.vmap``
 over (key, env_params, context) trains many sources and seeds in one program
-(``mtrl_bench.transfer``).
+(``mtrl_bench.transfer``, through ``jax_trainer``, this agent's ``AgentSpec.jax_trainer``).
+
+As registered agents (``mtrl train --agent ppo``, JAX suites only), one policy trains on all the
+``train`` tasks together (one env slot per task, ``multitask_config``) as one program; its
+checkpoint is the final parameters (a killed run trains again from the start). The policy acts
+greedily with ``deterministic`` and samples otherwise.
 
 Presets: ``sb3`` (= ``default``: the defaults above, one env), ``fast`` (8 envs x 256 steps,
 minibatch 256, 4 epochs: the same 2048 samples per update and algorithm, 4x fewer gradient
@@ -28,13 +42,17 @@ steps and 8 envs stepping together; a cheaper variant -- the transfer matrices i
 Deviations, with reasons:
 - Multi-task runs over N contexts use N env slots with n_steps = 2048 // N per slot (at least
   16), i.e. about the same samples per update; SB3 would need N envs in a vector env the same way.
+- When the rollout is not a multiple of the minibatch size (multi-task runs over N contexts),
+  the leftover samples of each epoch are dropped (``keep_last=False``); SB3 takes a last, smaller
+  minibatch. Kept as the committed transfer results were computed.
 - Episode returns for the learning curve are the mean over episodes finished in each update.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -43,7 +61,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtrl_bench.jax_env import JaxEnv
+from mtrl_bench.agents import ppo_core
+from mtrl_bench.agents.checkpoint import load_tree, save_tree, saved_config
+from mtrl_bench.errors import UsageError
+from mtrl_bench.jax_env import JaxEnv, stack_params
+from mtrl_bench.jax_vector import suite_env
+from mtrl_bench.results import RunDir
+from mtrl_bench.transfer import contexts
+from mtrl_bench.types import AgentSpec, Suite
 
 
 @dataclass(frozen=True)
@@ -107,7 +132,7 @@ def init_params(config: Config, key: jax.Array, obs_dim: int, space: gym.Space) 
     return params
 
 
-class Policy:
+class ActionDist:
     """Distribution helpers for the action space (categorical or diagonal Gaussian)."""
 
     def __init__(self, space: gym.Space) -> None:
@@ -151,22 +176,19 @@ def policy_input(config: Config, obs: jax.Array, context: jax.Array) -> jax.Arra
 
 def make_train(config: Config, env: JaxEnv, num_updates: int):
     """``train(key, env_params, context) -> (params, episode_returns per update)``."""
-    pol = Policy(env.action_space)
+    pol = ActionDist(env.action_space)
     obs_dim = int(np.prod(env.observation_space.shape))
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                      optax.adam(config.lr, eps=1e-5))  # fmt: skip
-    n_mb = max(1, config.rollout // config.batch_size)
     step = jax.vmap(env.step)
 
     def loss_fn(params, batch):
         inp, action, old_logp, adv, ret = batch
         out = _mlp(params["pi"], inp)
-        ratio = jnp.exp(pol.log_prob(params, out, action) - old_logp)
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        pg = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - config.clip, 1 + config.clip) * adv)
-        value = _mlp(params["v"], inp)[..., 0]
-        ent = pol.entropy(params, out).mean()
-        return pg.mean() + config.vf_coef * ((ret - value) ** 2).mean() - config.ent_coef * ent
+        return ppo_core.ppo_loss(
+            pol.log_prob(params, out, action), old_logp, ppo_core.normalize(adv),
+            pol.entropy(params, out), clip=config.clip, ent_coef=config.ent_coef,
+            values=_mlp(params["v"], inp)[..., 0], targets=ret, vf_coef=config.vf_coef)  # fmt: skip
 
     def train(key: jax.Array, env_params: Any, context: jax.Array):
         k_init, k_reset, key = jax.random.split(key, 3)
@@ -198,37 +220,25 @@ def make_train(config: Config, env: JaxEnv, num_updates: int):
             (_, obs, env_state, ep_ret, key), rows = jax.lax.scan(
                 env_step, (params, obs, env_state, ep_ret, key), None, config.n_steps
             )
-            inp, action, logp, value, reward, done, finished = rows
+            inp, action, logp, value, reward, done, finished = rows  # (S, E, ...)
             last_v = _mlp(params["v"], policy_input(config, obs, context))[..., 0]
-
-            def gae(next_adv_v, t):
-                next_adv, next_v = next_adv_v
-                nonterminal = 1.0 - done[t]
-                delta = reward[t] + config.gamma * next_v * nonterminal - value[t]
-                adv = delta + config.gamma * config.gae_lambda * nonterminal * next_adv
-                return (adv, value[t]), adv
-
-            _, adv = jax.lax.scan(gae, (zeros, last_v), jnp.arange(config.n_steps), reverse=True)
+            next_v = jnp.concatenate([value[1:], last_v[None]])
+            # truncation is already bootstrapped into ``reward``: every done ends the trace
+            adv = ppo_core.gae(reward, value, next_v, done, done, config.gamma, config.gae_lambda)
             data = jax.tree.map(lambda x: x.reshape(config.rollout, *x.shape[2:]),
                                 (inp, action, logp, adv, adv + value))  # fmt: skip
 
-            def epoch(carry, k):
+            def minibatch(carry, idx):
                 params, opt_state = carry
-                perm = jax.random.permutation(k, config.rollout)[: n_mb * config.batch_size]
-                mbs = jax.tree.map(lambda x: x[perm].reshape(n_mb, -1, *x.shape[1:]), data)
-
-                def minibatch(carry, batch):
-                    params, opt_state = carry
-                    grads = jax.grad(loss_fn)(params, batch)
-                    updates, opt_state = tx.update(grads, opt_state, params)
-                    return (optax.apply_updates(params, updates), opt_state), None
-
-                return jax.lax.scan(minibatch, (params, opt_state), mbs)[0], None
+                batch = jax.tree.map(lambda x: x[idx], data)
+                loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), loss
 
             key, k_ep = jax.random.split(key)
-            (params, opt_state), _ = jax.lax.scan(
-                epoch, (params, opt_state), jax.random.split(k_ep, config.epochs)
-            )
+            (params, opt_state), _ = ppo_core.minibatch_epochs(
+                minibatch, (params, opt_state), k_ep, epochs=config.epochs, size=config.rollout,
+                batch_size=config.batch_size, keep_last=False)  # fmt: skip
             n_done = done.sum()
             mean_ret = jnp.where(n_done > 0, finished.sum() / jnp.maximum(n_done, 1), jnp.nan)
             return (params, opt_state, obs, env_state, ep_ret, key), mean_ret
@@ -243,7 +253,7 @@ def make_train(config: Config, env: JaxEnv, num_updates: int):
 def make_evaluate(config: Config, env: JaxEnv, max_steps: int):
     """``evaluate(params, env_params, context, key) -> (return, success)`` of one greedy
     episode (the env's first); ``jax.vmap`` over targets and episodes."""
-    pol = Policy(env.action_space)
+    pol = ActionDist(env.action_space)
 
     def evaluate(params, env_params, context, key):
         k_reset, key = jax.random.split(key)
@@ -267,3 +277,112 @@ def make_evaluate(config: Config, env: JaxEnv, max_steps: int):
 def num_updates(config: Config, steps: int) -> int:
     """Updates for a budget of ``steps`` env steps (at least one)."""
     return max(1, steps // config.rollout)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registered agents: the transfer protocol's hook and the runner's train / load.
+
+
+def multitask_config(config: Config, n: int) -> Config:
+    """The config of one run over ``n`` contexts (MBTL's multi-task baseline): one env slot per
+    context, ``n_steps`` scaled so an update has about the preset's samples (at least 16)."""
+    return replace(config, num_envs=n, n_steps=max(16, config.rollout // n))
+
+
+def run_config(config: Config, contexts: int) -> Config:
+    """One context: the preset's env slots all on it; more: ``multitask_config``."""
+    return config if contexts == 1 else multitask_config(config, contexts)
+
+
+def jax_trainer(config: Config, env: JaxEnv, steps: int, contexts: int, max_steps: int):
+    """``AgentSpec.jax_trainer``: ``(train, evaluate)`` for runs of ``steps`` env steps on
+    ``contexts`` contexts. ``train(key, env_params, context)`` takes the contexts' env params
+    (leading axis ``contexts``) and normalised values ``(contexts,)``, assigns them round-robin
+    to the env slots of ``run_config`` and returns ``(params, episode return per update)``;
+    ``evaluate`` is ``make_evaluate``'s."""
+    cfg = run_config(config, contexts)
+    inner = make_train(cfg, env, num_updates(cfg, steps))
+    slot = np.arange(cfg.num_envs) % contexts
+
+    def train(key: jax.Array, env_params: Any, context: jax.Array):
+        return inner(key, jax.tree.map(lambda x: x[slot], env_params), context[slot])
+
+    return train, make_evaluate(cfg, env, max_steps)
+
+
+def _jax_env(suite: Suite) -> JaxEnv:
+    if suite.backend != "jax":
+        raise UsageError(f"ppo / ppo-context train on JAX suites only (e.g. control-jax/...), "
+                         f"got {suite.id}")  # fmt: skip
+    return suite_env(suite)
+
+
+class TrainedPolicy:
+    """The harness ``Policy`` of a trained agent: greedy with ``deterministic``, else sampled."""
+
+    def __init__(self, config: Config, suite: Suite, params: Any) -> None:
+        self.config, self.params = config, params
+        self._context = jnp.asarray(contexts(suite)[2])
+        dist = ActionDist(_jax_env(suite).action_space)
+
+        def act(params, obs, context, key, deterministic):
+            out = _mlp(params["pi"], policy_input(config, obs, context))
+            action = jnp.where(deterministic, dist.greedy(out), dist.sample(params, out, key)[0])
+            return dist.to_env(action)
+
+        self._act = jax.jit(act)
+
+    def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:
+        # Keys come from numpy's global RNG, which ``evaluate`` seeds: same seed, same episodes.
+        key = jax.random.key(np.random.randint(2**31))
+        context = self._context[jnp.asarray(task_ids)]
+        return np.asarray(self._act(self.params, jnp.asarray(obs), context, key, deterministic))
+
+    def reset(self, mask: np.ndarray) -> None:
+        pass  # feedforward
+
+
+def _template(config: Config, env: JaxEnv) -> Any:
+    obs_dim = int(np.prod(env.observation_space.shape))
+    return init_params(config, jax.random.PRNGKey(0), obs_dim, env.action_space)
+
+
+def train(config: Config, suite: Suite, seed: int, run_dir: RunDir, steps: int,
+          progress: bool) -> TrainedPolicy:  # fmt: skip
+    """One policy on all ``train`` tasks (one env slot each) for ``steps`` env steps."""
+    env, tasks = _jax_env(suite), list(suite.splits["train"])
+    if (hit := load_tree(run_dir.ckpt_dir, _template(config, env))) is not None:
+        return TrainedPolicy(config, suite, hit[0])  # trained: the checkpoint is the end state
+    max_steps = max(t.max_episode_steps for t in suite.tasks)
+    fn, _ = jax_trainer(config, env, steps, len(tasks), max_steps)
+    norm = contexts(suite)[2][tasks]
+    params, curve = jax.jit(fn)(jax.random.PRNGKey(seed),
+                                stack_params(env, [suite.tasks[i] for i in tasks]),
+                                jnp.asarray(norm))  # fmt: skip
+    rollout = run_config(config, len(tasks)).rollout
+    for i, ret in enumerate(np.asarray(curve, float)):  # NaN: no episode ended in that update
+        mean = None if np.isnan(ret) else float(ret)
+        row = {"split": "train", "updates": i + 1, "env_steps": (i + 1) * rollout}
+        run_dir.append_metrics({**row, "episode_return": mean})
+    save_tree(run_dir.ckpt_dir, params, {"updates": len(curve)})
+    return TrainedPolicy(config, suite, params)
+
+
+def load(path: Path, suite: Suite) -> TrainedPolicy:
+    """The trained policy of the run directory ``path`` (its ``ckpt/``)."""
+    config = Config(**saved_config(path, suite.id, ("hidden",))["agent_config"])
+    if (hit := load_tree(Path(path) / "ckpt", _template(config, _jax_env(suite)))) is None:
+        raise UsageError(f"no checkpoint in {Path(path) / 'ckpt'}")
+    return TrainedPolicy(config, suite, hit[0])
+
+
+def _spec(agent_id: str, context_obs: bool, description: str) -> AgentSpec:
+    presets = {name: replace(c, context_obs=context_obs) for name, c in PRESETS.items()}
+    return AgentSpec(agent_id, Config, presets, train, load, description, backends=("jax",),
+                     jax_trainer=jax_trainer)  # fmt: skip
+
+
+PPO = _spec("ppo", False, "SB3's PPO defaults in JAX, no context: the transfer-matrix trainer "
+            "(JAX suites)")  # fmt: skip
+PPO_CONTEXT = _spec("ppo-context", True, "SB3's PPO defaults in JAX, normalised context in the "
+                    "observation (JAX suites)")  # fmt: skip
