@@ -8,7 +8,9 @@
   ``results/leaderboards/runs`` (resumable; finished runs are skipped).
 - ``minigrid-mt3/v1`` .. ``minigrid-mt7/v1``: MOORE, MoE and MTPPO from the MiniGrid
   reproduction's runs (``results/minigrid/runs``), once an agent has ``min_seeds`` finished
-  seeds at the paper budget; ``random`` from ``results/leaderboards/runs`` (evaluation only).
+  seeds at the paper budget; ``random`` (evaluation only) and ``sb3-ppo`` (trained with
+  ``mtrl compare --leaderboard minigrid-mt3/v1 --agent sb3-ppo --runs-dir
+  results/leaderboards/runs``) from ``results/leaderboards/runs``.
 
 Every bundle is made with ``mtrl_bench.submit.from_runs`` (what ``mtrl submit --from-runs``
 calls), written to ``leaderboards/bundles/<id>-v<N>/<agent>.json``, and the site is rebuilt into
@@ -65,6 +67,7 @@ def build(train: bool) -> list[Path]:
         sources = {a: ROOT / "results" / "minigrid" / "runs" / "minigrid-jax" / suite / a
                    for a in ("moore", "moe", "mtppo")}  # fmt: skip
         sources["random"] = RUNS / lb.suite / "random"
+        sources["sb3-ppo"] = RUNS / lb.suite / "sb3-ppo"  # `mtrl compare ... --agent sb3-ppo`
         if train and "random" in sources:  # evaluation only: minutes, not hours
             submit.submit(lb, "random", seeds=range(lb.min_seeds), runs_dir=RUNS, progress=False)
         for agent, folder in sources.items():
