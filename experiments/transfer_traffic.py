@@ -4,8 +4,8 @@
     python -m experiments.transfer_traffic --report   # MBTL reports from the finished files
 
 Signal control (inflow) and eco-driving (green phase), 50 contexts each (MBTL's grids), on the
-JAX backends (cell-transmission model, IDM), SB3's PPO defaults (``agents/ppo.py``, preset
-``sb3``; MBTL trained DQN on signal control and PPO on eco-driving), 3 seeds; every source
+JAX backends (cell-transmission model, IDM), SB3's PPO defaults (``agents/transfer_ppo.py``,
+preset ``sb3``; MBTL trained DQN on signal control and PPO on eco-driving), 3 seeds; every source
 trained with the budget below (agent decisions) and evaluated zero-shot on all 50 targets
 (2 greedy episodes each). The multi-task baselines (``ppo``: no context in the observation,
 ``ppo-context``: with it) get the total budget of independent training (50 x the per-source
@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                       "intra_op_parallelism_threads=1")  # fmt: skip
 
-from mtrl_bench.agents import mbtl  # noqa: E402
+from mtrl_bench.agents import mbtl_report  # noqa: E402
 from mtrl_bench.transfer import TransferConfig, multitask_row, transfer_matrix  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "transfer"
@@ -49,8 +49,9 @@ def main(argv: list[str]) -> int:
         matrices = sorted((run / "ppo").glob("seed*/transfer.json"))
         rows = sorted(run.glob("ppo*-multitask/seed*/transfer.json"))
         if matrices:
-            mbtl.main(["--matrices", *map(str, matrices), "--multitask", *map(str, rows),
-                       "--theta", str(theta), "--out", str(OUT / f"mbtl-{name}")])  # fmt: skip
+            mbtl_report.main(["--matrices", *map(str, matrices), "--multitask",
+                              *map(str, rows), "--theta", str(theta),
+                              "--out", str(OUT / f"mbtl-{name}")])  # fmt: skip
     return 0
 
 

@@ -1,11 +1,12 @@
-"""MBTL source selection and its baselines (``agents/mbtl.py``) on hand-made transfer matrices."""
+"""MBTL source selection and its baselines (``agents/mbtl.py``) and the report around them
+(``agents/mbtl_report.py``) on hand-made transfer matrices."""
 
 import json
 
 import numpy as np
 import pytest
 
-from mtrl_bench.agents import mbtl
+from mtrl_bench.agents import mbtl, mbtl_report
 
 
 def _linear(n: int, theta: float, seed: int = 0) -> np.ndarray:
@@ -89,8 +90,8 @@ def test_beta_variants_change_the_acquisition() -> None:
 
 def test_multiplier_by_hand() -> None:
     c = np.array([0.2, 0.5, 0.7, 0.8])
-    assert mbtl.multiplier(c, 100.0, 0.7, 3000.0) == pytest.approx(10.0)  # k* = 3
-    assert mbtl.multiplier(c, 100.0, 0.9, 3000.0) is None
+    assert mbtl_report.multiplier(c, 100.0, 0.7, 3000.0) == pytest.approx(10.0)  # k* = 3
+    assert mbtl_report.multiplier(c, 100.0, 0.9, 3000.0) is None
 
 
 def _write(path, kind, scores, seed=0, **extra) -> None:
@@ -121,7 +122,7 @@ def test_report_writes_files_and_multiplier(tmp_path) -> None:
     _write(mt, "multitask_row", [[0.5] * 12], steps=12_000)
     out = tmp_path / "out"
     assert (
-        mbtl.main(
+        mbtl_report.main(
             [
                 "--matrices",
                 *map(str, mats),
@@ -161,5 +162,5 @@ def test_report_refuses_bad_input_and_writes_nothing(tmp_path, case, capsys) -> 
         path = tmp_path / "row.json"
         _write(path, "multitask_row", [[0.1] * 6], steps=10)
     out = tmp_path / "out"
-    assert mbtl.main(["--matrices", str(path), "--out", str(out), *(args or [])]) == 2
+    assert mbtl_report.main(["--matrices", str(path), "--out", str(out), *(args or [])]) == 2
     assert "error:" in capsys.readouterr().err and not out.exists()
