@@ -217,3 +217,32 @@ def check_matrix(matrix: np.ndarray) -> int:
         raise UsageError(f"offline selection needs a finite square N x N matrix (every source "
                          f"trained), got shape {matrix.shape}")  # fmt: skip
     return matrix.shape[0]
+
+
+def theta_for(suite: str) -> float:
+    """MBTL's theta for a suite id (``control-jax/pendulum-dt-v1`` -> ``control/pendulum``)."""
+    prefix = suite.replace("-jax/", "/")
+    theta = next((v for k, v in THETA.items() if prefix.startswith(k)), None)
+    if theta is None:
+        raise UsageError(f"no MBTL theta for suite {suite}; allowed prefixes: {', '.join(THETA)}")
+    return theta
+
+
+def strategies(scores: np.ndarray, budget: int, *, seed: int, suite: str) -> dict[str, list]:
+    """Every selector (and the oracle reference) as draws for a ``transfer`` leaderboard
+    (``mtrl_bench.transfer_bundle``): per draw, the chosen source set after k = 1..budget."""
+    n = check_matrix(scores)
+    check_budget(n, budget)
+
+    def nested(order: Sequence[int]) -> list[list[int]]:
+        return [[int(x) for x in order[:k]] for k in range(1, budget + 1)]
+
+    order = mbtl_order(scores.__getitem__, n, budget, theta=theta_for(suite), seed=seed)
+    return {
+        "mbtl": [nested(order)],
+        "pseudogreedy": [nested(pseudogreedy_order(n, budget))],
+        "sequential-oracle": [nested(sequential_oracle_order(scores, budget))],
+        "equidistant": [[equidistant_set(n, k) for k in range(1, budget + 1)]],
+        "random": [nested(o) for o in random_orders(n, budget, seed=seed)],
+        "oracle": [[list(range(n))] * budget],
+    }

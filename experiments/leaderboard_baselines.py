@@ -6,6 +6,8 @@
 - ``toy-goal-line/v1``: ``random``, ``mtppo``, ``moore`` and ``moe`` (preset ``ci``) and
   ``sb3-ppo`` (its default preset) at the leaderboard's budget, 3 seeds; the runs go to
   ``results/leaderboards/runs`` (resumable; finished runs are skipped).
+- ``pendulum-dt-transfer/v1``: MBTL and its baselines on the committed Pendulum (dt) matrices
+  (``mtrl submit --leaderboard pendulum-dt-transfer/v1 --agent mbtl --from-runs ...``).
 - ``minigrid-mt3/v1`` .. ``minigrid-mt7/v1``: MOORE, MoE and MTPPO from the MiniGrid
   reproduction's runs (``results/minigrid/runs``), once an agent has ``min_seeds`` finished
   seeds at the paper budget; ``random`` (evaluation only) and ``sb3-ppo`` (trained with
@@ -28,6 +30,7 @@ from mtrl_bench import submit
 from mtrl_bench.errors import UsageError
 from mtrl_bench.leaderboard import get_leaderboard
 from mtrl_bench.site import build_site, page_name
+from mtrl_bench.transfer_bundle import from_transfer_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "results" / "leaderboards" / "runs"
@@ -36,12 +39,20 @@ SITE = ROOT / "results" / "leaderboards" / "site"
 TOY = (("random", "default"), ("mtppo", "ci"), ("moore", "ci"), ("moe", "ci"),
        ("sb3-ppo", "default"))  # fmt: skip
 MINIGRID = {"minigrid-mt3/v1": "mt3-v1", "minigrid-mt5/v1": "mt5-v1", "minigrid-mt7/v1": "mt7-v1"}
+TRANSFER = {"pendulum-dt-transfer/v1": ("mbtl", "random", "pseudogreedy", "equidistant",
+                                        "sequential-oracle", "oracle")}  # fmt: skip
 DESCRIPTIONS = {
     "random": "uniform random actions (the lower reference point)",
     "mtppo": "multi-task PPO with a shared network and task-specific output heads",
     "moore": "MOORE: mixture of orthogonal experts (Gram-Schmidt), PPO (Hendawy et al., 2024)",
     "moe": "mixture of experts without orthogonality, PPO (MOORE's MoE baseline)",
     "sb3-ppo": "Stable-Baselines3 PPO, one policy shared by all tasks, task id one-hot input",
+    "mbtl": "MBTL: GP model of training performance + linear generalisation gap, UCB-style "
+            "acquisition (Cho et al., NeurIPS 2024)",
+    "pseudogreedy": "midpoint first, then split the widest gap (MBTL's temporal heuristic)",
+    "equidistant": "k evenly spaced sources for each k (coarse to fine)",
+    "sequential-oracle": "privileged: greedy on the true transfer matrix (an upper reference)",
+    "oracle": "privileged: every source trained, each target uses its best (the upper bound)",
 }
 
 
@@ -50,7 +61,7 @@ def _finished(folder: Path, min_seeds: int) -> list[Path]:
     return done if len(done) >= min_seeds else []
 
 
-def build(train: bool) -> list[Path]:
+def build(train: bool, force: bool = False) -> list[Path]:
     written = []
     lb = get_leaderboard("toy-goal-line/v1")
     for agent, preset in TOY:
@@ -74,6 +85,15 @@ def build(train: bool) -> list[Path]:
             if runs := _finished(folder, lb.min_seeds):
                 b = submit.from_runs(lb, runs, description=DESCRIPTIONS[agent])
                 written.append(bundles.write(b, BUNDLES / page_name(lb) / f"{agent}.json"))
+    for key, names in TRANSFER.items():  # minutes each (MBTL's GP, 100 random orders)
+        lb = get_leaderboard(key)
+        for strategy in names:
+            path = BUNDLES / page_name(lb) / f"{strategy}.json"
+            if path.exists() and not force:
+                continue
+            b = from_transfer_runs(lb, ROOT / lb.matrix, strategy,
+                                   description=DESCRIPTIONS.get(strategy, ""))  # fmt: skip
+            written.append(bundles.write(b, path))
     return written
 
 
@@ -95,12 +115,14 @@ def screenshot(page_path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-train", action="store_true", help="only bundle finished runs")
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild the transfer bundles that exist already")  # fmt: skip
     parser.add_argument("--screenshot", action="store_true",
                         help="also save the MT3 page as results/leaderboards/minigrid-mt3.png "
                              "(Debian's chromium, headless)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        for path in build(train=not args.no_train):
+        for path in build(train=not args.no_train, force=args.force):
             print(f"bundle {path.relative_to(ROOT)}")
         index = build_site([BUNDLES], SITE)
         print(f"site {index.relative_to(ROOT)}")

@@ -62,7 +62,8 @@ def submit(
 
     Args:
         leaderboard: Leaderboard id, e.g. minigrid-mt3/v1 (an id without /vN: its latest).
-        agent: Registered agent id, an entry point, or package.module:attr of your own AgentSpec.
+        agent: Registered agent id, an entry point, or package.module:attr of your own AgentSpec
+            (transfer leaderboards: a selection strategy, with --from-runs).
         from_runs: Instead of training: existing run directories (or folders of them) to bundle.
         preset: The agent's hyperparameter preset.
         seeds: Seeds to run (default: 0 .. min_seeds - 1 of the leaderboard).
@@ -82,12 +83,19 @@ def submit(
 
     lb = get_leaderboard(leaderboard)
     require_positive("jobs", jobs)
-    if (agent is None) == (not from_runs):
+    if (agent is None) == (not from_runs) and lb.kind != "transfer":
         raise UsageError("give exactly one of --agent (train and evaluate) or --from-runs DIR")
     meta = {"name": name, "version": version, "url": url, "description": description}
     target = out or Path("bundles") / page_name(lb) / f"{_safe(name or agent or 'entry')}.json"
     _check_out(target)
-    if from_runs:
+    if lb.kind == "transfer":  # entries are selection strategies on the stored matrices
+        from mtrl_bench.transfer_bundle import from_transfer_runs
+
+        if agent is None or len(from_runs) != 1:
+            raise UsageError(f"{lb.key} is a transfer leaderboard: give --agent STRATEGY and one "
+                             f"--from-runs folder of matrices (e.g. {lb.matrix})")  # fmt: skip
+        b = from_transfer_runs(lb, from_runs[0], agent, **meta)
+    elif from_runs:
         b = lib.from_runs(lb, list(from_runs), **meta)
         target = out or target.with_name(f"{_safe(b['agent']['name'])}.json")
     else:

@@ -74,6 +74,9 @@ class Leaderboard:
     """``transfer``: number of selected source tasks averaged over (K)."""
     matrix: str = ""
     """``transfer``: the committed matrix folder, relative to the repository root."""
+    strategies: str = ""
+    """``transfer``: ``module:attr`` of the built-in strategies (``f(scores, budget, *, seed,
+    suite) -> {name: draws}``); users name their own ``package.module:attr``."""
 
     @property
     def key(self) -> str:
