@@ -21,8 +21,9 @@ Two kinds:
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -134,9 +135,14 @@ def parse_definition(raw: dict[str, Any], where: str) -> Leaderboard:
 
 
 def definition_hash(lb: Leaderboard) -> str:
-    """SHA-256 of the definition's canonical text: bundles record it, so a definition edited in
-    place (instead of versioned) is caught when its bundles are loaded."""
-    return hashlib.sha256(repr(lb).encode()).hexdigest()[:16]
+    """First 16 hex digits of the SHA-256 of the definition's canonical JSON: bundles record it,
+    so a definition edited in place (instead of versioned) is caught when its bundles are loaded.
+    Fields left at their defaults are omitted, so a field added to this module later (with a
+    default) does not change the hash of the definitions that exist."""
+    canon = {f.name: getattr(lb, f.name) for f in fields(lb) if getattr(lb, f.name) != f.default}
+    canon["protocols"] = [asdict(p) for p in lb.protocols]
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @cache

@@ -216,3 +216,30 @@ def test_ranks_share_a_group_when_not_significantly_different() -> None:
     assert "P(close > other)" in text and "goal-line-14" in text
     with pytest.raises(UsageError, match="named 'strong'"):
         ranking.rank([entries[0], copy.deepcopy(entries[0])], lb)
+
+
+#: The content hash of every shipped definition. A definition is never edited in place: a change
+#: is a new file with the next version (then add its hash here). This test catches the edit.
+PINNED = {
+    "metaworld-mt10/v1": "7be954024b493d57",
+    "minigrid-mt3/v1": "47e095671541b0b8",
+    "minigrid-mt5/v1": "8a51ff03974affdb",
+    "minigrid-mt7/v1": "84296ebc8d5e7ff5",
+    "pendulum-dt-transfer/v1": "e45b123725366c68",
+    "toy-goal-line/v1": "91743532be82e854",
+}
+
+
+def test_shipped_definitions_are_frozen() -> None:
+    from mtrl_bench.leaderboard import definition_hash
+
+    assert {k: definition_hash(lb) for k, lb in leaderboards().items()} == PINNED
+    lb = get_leaderboard(TOY)
+    assert definition_hash(lb) != definition_hash(
+        parse_definition({**RAW_TOY, "eval_episodes": 8}, "edited"))
+
+
+RAW_TOY = {"id": "toy-goal-line", "version": 1, "title": "Toy goal line", "description": "",
+           "kind": "multitask", "suite": "toy/goal-line-v1", "steps": 6000, "eval_episodes": 16,
+           "min_seeds": 3, "protocols": [{"name": "mt", "split": "train"},
+                                         {"name": "zero_shot", "split": "test"}]}  # fmt: skip
