@@ -104,11 +104,17 @@ class Config:
     minibatch_per_task: int = 256
     """Policy minibatch = this x number of tasks (MOORE: 256)."""
     clip: float = 0.2
+    """PPO's clipping range of the probability ratio (MOORE: 0.2)."""
     ent_coef: float = 0.01
+    """Weight of the entropy bonus in the actor loss (MOORE: 0.01)."""
     lr_actor: float = 1e-3
+    """Adam learning rate of the actor (MOORE trains actor and critic with separate optimisers)."""
     lr_critic: float = 1e-3
+    """Adam learning rate of the critic."""
     gamma: float = 0.99
+    """Discount factor."""
     gae_lambda: float = 0.95
+    """GAE's lambda (bias / variance of the advantage estimate)."""
     hidden: int = 128
     """Hidden width of each per-task head."""
     mlp_widths: tuple[int, ...] = (64, 64)
