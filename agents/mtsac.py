@@ -99,19 +99,31 @@ class Config:
     pcgrad: bool = False
     """Combine per-task actor and critic gradients with PCGrad."""
     widths: tuple[int, ...] = (400, 400, 400)
+    """Hidden widths of the actor and critic MLPs (Meta-World+: three layers of 400)."""
     batch_per_task: int = 128
+    """Replay minibatch per task; the update's batch is this x number of tasks."""
     buffer_per_task: int = 100_000
+    """Replay capacity per task (transitions)."""
     envs_per_task: int = 1
+    """Parallel envs per task (one vector step = one env step in each)."""
     gamma: float = 0.99
+    """Discount factor."""
     tau: float = 0.005
+    """Polyak factor of the target critics."""
     lr_actor: float = 3e-4
+    """Adam learning rate of the actor."""
     lr_critic: float = 3e-4
+    """Adam learning rate of the twin critics."""
     lr_alpha: float = 1e-4
+    """Adam learning rate of the per-task log temperature."""
     initial_alpha: float = 1.0
+    """Initial entropy temperature of every task."""
     max_grad_norm: float = 1.0
     """Global-norm clipping of actor and critic gradients; 0: none (MOORE)."""
     log_std_min: float = -10.0
+    """Lower clamp of the actor's log standard deviation."""
     log_std_max: float = 2.0
+    """Upper clamp of the actor's log standard deviation."""
     random_steps: int = 4000
     """Vector steps with uniform random actions before the policy acts."""
     learning_starts: int = 4000
@@ -119,6 +131,7 @@ class Config:
     actor_starts: int = 4000
     """Vector steps before actor and temperature updates begin."""
     gs_eps: float = 1e-8
+    """Gram-Schmidt epsilon of ``moore`` (see nets.py)."""
     checkpoint_every: int = 5000
     """Vector steps between checkpoints and metric rows (a multiple of the episode length)."""
 

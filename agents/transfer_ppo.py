@@ -80,14 +80,23 @@ class Config:
     batch_size: int = 64
     """Minibatch size."""
     epochs: int = 10
+    """Passes over each rollout."""
     lr: float = 3e-4
+    """Adam learning rate (actor and critic share one optimiser, as in SB3)."""
     gamma: float = 0.99
+    """Discount factor."""
     gae_lambda: float = 0.95
+    """GAE's lambda."""
     clip: float = 0.2
+    """Clipping range of the probability ratio."""
     ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
     vf_coef: float = 0.5
+    """Weight of the value loss."""
     max_grad_norm: float = 0.5
+    """Global-norm gradient clipping."""
     hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor and critic MLPs (SB3's default)."""
     context_obs: bool = False
     """Append the normalised context value to the observation."""
 
