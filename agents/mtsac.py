@@ -1,15 +1,15 @@
 """Multi-task SAC family for Meta-World: MTSAC, MT-MH-SAC, MoE-SAC, MOORE-SAC, PCGrad-SAC.
 
-Papers: SAC, Haarnoja et al., 2018; MTSAC, Yu et al., "Meta-World", CoRL 2019; MOORE, Hendawy,
-Peters & D'Eramo, ICLR 2024; PCGrad, Yu et al., NeurIPS 2020; Meta-World+, McLean et al., 2025.
+Papers: SAC (Haarnoja et al., 2018); MTSAC ("Meta-World", Yu et al., CoRL 2019); MOORE (Hendawy
+et al., ICLR 2024); PCGrad (Yu et al., NeurIPS 2020); Meta-World+ (McLean et al., 2025).
 Reference code (facts, not copied): ``rainx0r/metaworld-algorithms`` (Meta-World+'s JAX code:
 ``rl/algorithms/mtsac.py``, ``rl/networks.py``, ``nn/moore.py``, ``examples/multi_task/*``) and
 ``AhmedMagdyHendawy/MOORE`` (``mtsac.py``, ``networks_sac.py``, ``run/metaworld/*.sh``).
 
 The algorithm (one gradient update per vector step, all tasks stepped together):
 
-- **Per-task replay, stratified batch**: ``batch_per_task`` (128) transitions of every task per
-  update (1280 on MT10), from per-task ring buffers (``replay.py``).
+- **Per-task replay**: ``batch_per_task`` (128) transitions of every task per update (1280 on
+  MT10), from per-task ring buffers (``replay.py``).
 - **Per-task temperature**: one log alpha per task, initial alpha 1, target entropy -|A|, loss
   ``-log alpha_c (log pi + target)`` with log pi detached, Adam ``lr_alpha``.
 - **Twin critics** (two independent networks, two targets): ``y = r + gamma (1 - terminated)
@@ -19,50 +19,42 @@ The algorithm (one gradient update per vector step, all tasks stepped together):
 - **Actor**: tanh-squashed Gaussian, mean and log std from one network (log std clipped to
   [-10, 2]); loss ``alpha_c log pi(a|s) - min_i Q_i(s, a)``; log-prob correction
   ``log(1 - tanh(u)^2 + 1e-6)`` (MOORE's).
-- **Order** (Meta-World+): critic, then actor with the updated critic, then temperature.
+- **Order** (Meta-World+): critic, actor (with the updated critic), temperature.
 
 Variant -> code (agent id = ``Config.network`` [+ ``Config.pcgrad``]; the rest is shared):
 
 - every variant: ``build`` (``sample``, ``q_values``, ``update``: critic, actor, temperature),
   ``replay.TaskReplay``, ``_fit`` (the training loop, checkpoints), ``SACPolicy`` (acting);
-- mtsac = ``nets.SACNet(kind="mtsac")``: one MLP (``trunk<i>``) on obs + task one-hot, one
-  output layer (``out``);
+- mtsac = ``nets.SACNet(kind="mtsac")``: one MLP (``trunk<i>``, ``out``) on obs + one-hot;
 - mtmh-sac = ``nets.SACNet(kind="mh")``: the same trunk, one head per task (``head_w``);
 - moe-sac = ``nets.SACNet(kind="moe")``: k MLP experts (``experts_w<i>``) on the state (actor)
-  or state + action (critics), last layer linear, ``task_weights`` mixing, tanh, one head per
-  task;
+  or state + action (critics), linear last layer, ``task_weights`` mixing, tanh, per-task heads;
 - moore-sac = ``nets.SACNet(kind="moore")``: moe + ``nets.gram_schmidt`` before the mixing;
 - pcgrad-sac = ``nets.SACNet(kind="mh")`` + ``Config.pcgrad``: ``nets.task_grad`` ->
   ``nets.pcgrad`` on the per-task actor and critic losses (Meta-World+'s ``pcgrad_mt10.py``);
 - few-shot (``adapt``): ``build(frozen=True)`` -> ``_optimizer`` zeroes the experts' updates.
 
-Widths 400 x 3, ReLU; k = 4 experts for up to 10 tasks, 6 above (MOORE's MT10 / MT50). Actor
-and critics never share parameters.
+Widths 400 x 3, ReLU; k = 4 experts up to 10 tasks, else 6 (MOORE); actor, critics unshared.
 
-Presets: ``paper`` (= ``default``): Meta-World+ (warm start 4000 vector steps of uniform random
-actions, then updates; max grad norm 1.0; buffer 1e5 per task = 1e6 on MT10; lr 3e-4, alpha lr
-1e-4). ``moore``: MOORE's MTSAC (no random warm start, critic updates from 1500 transitions per
-task, actor and alpha from 3000, no gradient clipping, buffer 1e6 per task); pair it with a
-``-h150`` suite (MOORE's 150-step horizon) and stochastic evaluation (the harness default;
-Meta-World+ evaluates the mean: ``deterministic_eval``). ``ci``: tiny widths and warm-ups.
+Presets: ``paper`` (= ``default``): Meta-World+ (4000 vector steps of uniform random actions
+first; max grad norm 1.0; buffer 1e5 per task; lr 3e-4, alpha lr 1e-4). ``moore``: MOORE's MTSAC
+(no random warm start, critic updates from 1500 transitions per task, actor and alpha from 3000,
+no clipping, buffer 1e6 per task), for ``-h150`` suites and stochastic evaluation (Meta-World+
+evaluates the mean: ``deterministic_eval``). ``ci``: tiny widths and warm-ups.
 
-Held-out tasks: a test task whose upstream name equals a training task's (Meta-World MT suites:
-the same task at unseen goals) shares that task's slot (one-hot, head, task weights, alpha), so
-``zero_shot`` measures goal generalisation; other test tasks (ML10 / ML45) get slots of their
-own, untrained until ``few_shot`` adapts them.
+Held-out tasks: a test task named like a training task (MT suites: unseen goals) shares its slot
+(one-hot, head, task weights, alpha), so ``zero_shot`` measures goal generalisation; other test
+tasks (ML10 / ML45) get untrained slots of their own until ``few_shot`` adapts them.
 
-Exact resume: a checkpoint (every ``checkpoint_every`` vector steps) holds the networks,
-optimisers, temperatures, the JAX key, the replay buffer, the numpy RNG state and the counters;
-the training envs are reset with a seed derived from (seed, chunk) at every chunk start, in an
-uninterrupted run as in a resumed one, so both give identical parameters (tested). With
-``checkpoint_every`` a multiple of the episode length (Meta-World: 500 or 150 steps, no early
-termination in training) no episode is cut by that reset.
+Exact resume: a checkpoint (every ``checkpoint_every`` vector steps) holds networks, optimisers,
+temperatures, JAX key, replay buffer, numpy RNG state and counters; the training envs are reset
+with a seed from (seed, chunk) at every chunk start, resumed or not, so both give identical
+parameters (tested); a multiple of the episode length cuts no episode.
 
-Deviations, with reasons: Meta-World+'s initialisers for every network (He-uniform, heads
-U(+-1e-3) actor / U(+-3e-3) critic) also for MOORE, whose code uses Xavier-uniform (one init
-across the family keeps the comparison about architecture); ``few_shot`` fine-tunes on the
-held-out split with a fresh buffer and fresh optimisers, experts frozen for ``moe`` / ``moore``
-(MOORE's transfer recipe); Gram-Schmidt epsilon 1e-8 (Meta-World+'s; MOORE has none).
+Deviations, with reasons: Meta-World+'s initialisers (He-uniform, heads U(+-1e-3) actor /
+U(+-3e-3) critic) also for MOORE, whose code uses Xavier-uniform (one init keeps the comparison
+about architecture); ``few_shot`` fine-tunes on the held-out split with a fresh buffer and
+optimisers, experts frozen for ``moe`` / ``moore`` (MOORE's recipe); Gram-Schmidt eps 1e-8.
 """
 
 from __future__ import annotations
@@ -313,9 +305,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
                 np.asarray(space.high, np.float32), init, policy_step, act, update)  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------
-# Training: a Python loop over the suite's vector env (Meta-World is CPU MuJoCo).
-
+# --- Training: a Python loop over the suite's vector env (Meta-World is CPU MuJoCo).
 
 def to_env(algo: Algo, actions: np.ndarray) -> np.ndarray:
     """Squashed actions in [-1, 1] -> the env's action box."""
