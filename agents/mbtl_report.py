@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtrl_bench.agents.mbtl import BETAS, THETA, check_budget, check_matrix, select_all
+from mtrl_bench.agents.mbtl import BETAS, GPS, THETA, check_budget, check_matrix, select_all
 from mtrl_bench.errors import UsageError
 
 
@@ -52,7 +52,7 @@ def load_matrix(path: Path) -> tuple[np.ndarray, dict]:
 
 def report(matrices: Sequence[Path], multitask: Sequence[Path], out: Path, *,
            theta: float | None = None, budget: int | None = None, beta: str = "sqrt-log",
-           seed: int = 0) -> dict:  # fmt: skip
+           seed: int = 0, gp: str = "sound", command: str | None = None) -> dict:  # fmt: skip
     """Offline selection on one stored matrix per RL seed; writes ``summary.json``, ``table.md``,
     ``curves.csv``, ``curves_k.png`` and ``curves_samples.png`` under ``out``. Every input is
     checked before anything is written."""
@@ -84,7 +84,10 @@ def report(matrices: Sequence[Path], multitask: Sequence[Path], out: Path, *,
     check_budget(n, budget)
     per_source = float(meta["steps_per_source"])
 
-    selections = [select_all(m, budget, theta=theta, beta=beta, seed=seed) for m, _ in loaded]
+    if gp not in GPS:
+        raise UsageError(f"unknown gp {gp!r}; allowed: {', '.join(GPS)}")
+    selections = [select_all(m, budget, theta=theta, beta=beta, seed=seed, gp=gp)
+                  for m, _ in loaded]  # fmt: skip
     methods = list(selections[0].curves)
     curves = {k: np.stack([s.curves[k] for s in selections]) for k in methods}  # (seeds, K)
     samples = {k: per_source * np.arange(1, budget + 1) for k in methods}
@@ -102,10 +105,11 @@ def report(matrices: Sequence[Path], multitask: Sequence[Path], out: Path, *,
     summary = {
         "schema": 1, "kind": "mbtl_report", "suite": meta["suite"], "agent": meta["agent"],
         "steps_per_source": per_source, "contexts": n, "budget": budget, "theta": theta,
-        "beta": beta, "seed": seed, "rl_seeds": [d["seed"] for _, d in loaded],
+        "beta": beta, "gp": gp, "seed": seed, "command": command,
+        "rl_seeds": [d["seed"] for _, d in loaded],
         "matrices": [str(p) for p in matrices], "multitask": [str(p) for p in multitask],
         "orders": {k: [s.orders[k] for s in selections] for k in selections[0].orders},
-        "methods": {}, "multiplier": {}, **provenance(),
+        "methods": {}, "multiplier": {}, "multiplier_reference": {}, **provenance(),
     }  # fmt: skip
     for name, c in curves.items():
         avg = c.mean(axis=1)[:, None]  # average over k, per seed
@@ -115,18 +119,30 @@ def report(matrices: Sequence[Path], multitask: Sequence[Path], out: Path, *,
                                     "curve": c.mean(axis=0).tolist()}  # fmt: skip
     for name, (value, cost) in baselines.items():
         summary["multiplier"][name] = multiplier(mean_mbtl, per_source, value, cost)
+        if "mbtl-reference" in curves:
+            summary["multiplier_reference"][name] = multiplier(
+                curves["mbtl-reference"].mean(axis=0), per_source, value, cost
+            )
 
     lines = [f"# MBTL on {meta['suite']} ({meta['agent']}, {per_source:g} steps per source, "
-             f"{len(loaded)} RL seeds, K = {budget}, theta = {theta}, beta = {beta})", "",
-             "| method | average over k [95 % CI] | at k = K | samples at k = K |",
-             "|---|---:|---:|---:|"]  # fmt: skip
+             f"{len(loaded)} RL seeds, K = {budget}, theta = {theta}, beta = {beta}, "
+             f"gp = {gp})", "", *([f"Made by `{command}`.", ""] if command else []),
+             "| method | average over k [95 % CI] | minus random | at k = K | samples at k = K |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    rand = summary["methods"]["random"]["average_over_k"]
     for name, m in summary["methods"].items():
-        lines.append(f"| {name} | {m['average_over_k']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"
-                     f" | {m['final']:.3f} | {samples[name][-1]:.3g} |")  # fmt: skip
+        lines.append(f"| {name} | {m['average_over_k']:.4f} [{m['ci'][0]:.4f}, {m['ci'][1]:.4f}]"
+                     f" | {m['average_over_k'] - rand:+.4f} | {m['final']:.3f} | "
+                     f"{samples[name][-1]:.3g} |")  # fmt: skip
     lines += ["", "Sample-efficiency multiplier of MBTL (baseline samples / MBTL samples to reach "
-              "the baseline's performance):", ""]  # fmt: skip
+              "the baseline's performance; with the reference GP in brackets):", ""]  # fmt: skip
+
+    def times(x: float | None) -> str:
+        return "not reached" if x is None else f"{x:.1f}x"
+
     for name, x in summary["multiplier"].items():
-        lines.append(f"- vs {name}: " + ("not reached" if x is None else f"{x:.1f}x"))
+        ref = summary["multiplier_reference"]
+        lines.append(f"- vs {name}: {times(x)}" + (f" ({times(ref[name])})" if ref else ""))
     csv = ["method,k,samples,mean,min,max"] + [
         f"{name},{k + 1},{samples[name][k]:g},{c[:, k].mean():.6f},{c[:, k].min():.6f},"
         f"{c[:, k].max():.6f}" for name, c in curves.items() for k in range(budget)]  # fmt: skip
@@ -175,11 +191,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--theta", type=float, default=None)
     parser.add_argument("--budget", type=int, default=None)
     parser.add_argument("--beta", default="sqrt-log", choices=BETAS)
+    parser.add_argument(
+        "--gp",
+        default="sound",
+        choices=list(GPS),
+        help="MBTL's GP (agents/mbtl.py); 'reference' is the released code's",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    here = Path.cwd().resolve()
+
+    def rel(p: Path) -> str:  # repository-relative paths keep the command reproducible
+        return str(p.resolve().relative_to(here)) if p.resolve().is_relative_to(here) else str(p)
+
+    command = " ".join(["python -m mtrl_bench.agents.mbtl_report --matrices",
+                        *map(rel, args.matrices), *(["--multitask", *map(rel, args.multitask)]
+                                                    if args.multitask else []),
+                        "--out", rel(args.out),
+                        *(["--theta", str(args.theta)] if args.theta is not None else []),
+                        *(["--budget", str(args.budget)] if args.budget is not None else []),
+                        *(["--beta", args.beta] if args.beta != "sqrt-log" else []),
+                        *(["--gp", args.gp] if args.gp != "sound" else []),
+                        *(["--seed", str(args.seed)] if args.seed else [])])  # fmt: skip
     try:
         summary = report(args.matrices, args.multitask, args.out, theta=args.theta,
-                         budget=args.budget, beta=args.beta, seed=args.seed)  # fmt: skip
+                         budget=args.budget, beta=args.beta, seed=args.seed, gp=args.gp,
+                         command=command)  # fmt: skip
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
