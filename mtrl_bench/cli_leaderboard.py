@@ -102,6 +102,7 @@ def submit(
         assert agent is not None
         b = lib.submit(lb, agent, seeds=seeds or tuple(range(lb.min_seeds)), runs_dir=runs_dir,
                        preset=preset, jobs=jobs, **meta)  # fmt: skip
+        target = out or target.with_name(f"{_safe(b['agent']['name'])}.json")
     path = bundle.write(b, target)
     summary = b["summary"][lb.primary_protocol]
     metric = fmt_interval(summary[lb.primary_metric])

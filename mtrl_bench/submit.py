@@ -174,7 +174,9 @@ def submit(lb: Leaderboard, agent: str, *, seeds: Sequence[int], runs_dir: Path,
                          "`mtrl submit --from-runs` on transfer results")  # fmt: skip
     if len(seeds) < lb.min_seeds:
         raise UsageError(f"{len(seeds)} seed(s) given; {lb.key} needs at least {lb.min_seeds}")
-    adapts = get_agent(agent).adapt is not None  # optional protocols: where the agent can
+    spec = get_agent(agent)
+    meta = {**meta, "name": meta.get("name") or spec.id}  # `pkg.mod:SPEC` shows as its id
+    adapts = spec.adapt is not None  # optional protocols: where the agent can
     protocols = tuple(p.name for p in lb.protocols
                       if p.required or (adapts and p.name == "few_shot"))  # fmt: skip
     few = {"few_shot_steps": lb.protocol("few_shot").adapt_steps} if "few_shot" in protocols else {}
