@@ -39,8 +39,8 @@ SITE = ROOT / "results" / "leaderboards" / "site"
 TOY = (("random", "default"), ("mtppo", "ci"), ("moore", "ci"), ("moe", "ci"),
        ("sb3-ppo", "default"))  # fmt: skip
 MINIGRID = {"minigrid-mt3/v1": "mt3-v1", "minigrid-mt5/v1": "mt5-v1", "minigrid-mt7/v1": "mt7-v1"}
-TRANSFER = {"pendulum-dt-transfer/v1": ("mbtl", "random", "pseudogreedy", "equidistant",
-                                        "sequential-oracle", "oracle")}  # fmt: skip
+TRANSFER = {"pendulum-dt-transfer/v1": ("mbtl", "mbtl-reference", "random", "pseudogreedy",
+                                        "equidistant", "sequential-oracle", "oracle")}  # fmt: skip
 DESCRIPTIONS = {
     "random": "uniform random actions (the lower reference point)",
     "mtppo": "multi-task PPO with a shared network and task-specific output heads",
@@ -49,6 +49,7 @@ DESCRIPTIONS = {
     "sb3-ppo": "Stable-Baselines3 PPO, one policy shared by all tasks, task id one-hot input",
     "mbtl": "MBTL: GP model of training performance + linear generalisation gap, UCB-style "
             "acquisition (Cho et al., NeurIPS 2024)",
+    "mbtl-reference": "MBTL with the reference code's GP (zero mean, raw units, given theta)",
     "pseudogreedy": "midpoint first, then split the widest gap (MBTL's temporal heuristic)",
     "equidistant": "k evenly spaced sources for each k (coarse to fine)",
     "sequential-oracle": "privileged: greedy on the true transfer matrix (an upper reference)",

@@ -90,7 +90,9 @@ def table_rows(ranked: Sequence[Ranked], lb: Leaderboard) -> list[dict[str, str]
         rows.append({
             "rank": str(r.rank), "agent": r.name,
             lb.primary_metric: fmt_interval(s[lb.primary_metric]),
-            "mean": fmt_interval(s["mean"]), "optimality_gap": f"{s['optimality_gap'][0]:.3f}",
+            "mean": fmt_interval(s["mean"]),
+            # The gap to a score of 1 means nothing where scores are not capped at 1 (transfer).
+            "optimality_gap": "-" if lb.kind == "transfer" else f"{s['optimality_gap'][0]:.3f}",
             "success": f"{s['success']:.3f}",
             "held_out": fmt_interval(h[lb.primary_metric]) if h else "-",
             "seeds": str(s["n_seeds"]), "budget": f"{r.bundle['budget']['env_steps']:,}",

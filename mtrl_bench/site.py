@@ -79,7 +79,8 @@ def _table(ranked: Sequence[ranking.Ranked], lb: Leaderboard) -> list[dict[str, 
         rows.append({**text, "primary": text[lb.primary_metric],
                      "verified": "yes" if r.bundle["_verified"] else "no",
                      "sort": {"rank": r.rank, "primary": s[lb.primary_metric][0],
-                              "mean": s["mean"][0], "optimality_gap": s["optimality_gap"][0],
+                              "mean": s["mean"][0], "optimality_gap": s["optimality_gap"][0]
+                              if lb.kind != "transfer" else 0.0,
                               "success": s["success"], "seeds": s["n_seeds"],
                               "budget": r.bundle["budget"]["env_steps"]}})  # fmt: skip
     return rows
