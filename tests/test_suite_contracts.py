@@ -28,6 +28,20 @@ SUITES = [
     else i
     for i in suite_ids()
 ]
+#: Rollout tests (vector contract, seeding) on MiniGrid MT5 / MT7 run the MT3 code path with more
+#: tasks (every one of their tasks is still checked by default in ``test_check_env_every_task``);
+#: checking every task of a SUMO suite costs ~30 s (a SUMO start per task; the first task of each
+#: split runs by default in ``test_sb3_check_env``). These run under ``slow``.
+HEAVY_ROLLOUTS = ("minigrid-jax/mt5-v1", "minigrid-jax/mt7-v1")
+
+
+def _also_slow(heavy: tuple[str, ...]) -> list:
+    """``SUITES`` with ``heavy`` ids moved to the slow run too."""
+    return [pytest.param(p, marks=pytest.mark.slow) if p in heavy else p for p in SUITES]
+
+
+ROLLOUT_SUITES = _also_slow(HEAVY_ROLLOUTS)
+EVERY_TASK_SUITES = _also_slow(TRAFFIC_DEFAULT)
 
 
 @pytest.mark.parametrize("suite_id", SUITES)
@@ -38,7 +52,7 @@ def test_splits_fixed_and_disjoint(suite_id):
     assert suite.id == suite_id and suite.id.rsplit("-v", 1)[1].isdigit()
 
 
-@pytest.mark.parametrize("suite_id", SUITES)
+@pytest.mark.parametrize("suite_id", EVERY_TASK_SUITES)
 def test_check_env_every_task(suite_id):
     checks.check_single_envs(get_suite(suite_id))
 
@@ -59,17 +73,17 @@ def test_sb3_check_env(suite_id):
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
-@pytest.mark.parametrize("suite_id", SUITES)
+@pytest.mark.parametrize("suite_id", ROLLOUT_SUITES)
 def test_vector_env_contract(suite_id, split):
     checks.check_vector_env(get_suite(suite_id), split, steps=150)
 
 
-@pytest.mark.parametrize("suite_id", SUITES)
+@pytest.mark.parametrize("suite_id", ROLLOUT_SUITES)
 def test_same_seed_same_rollout(suite_id):
     checks.check_determinism(get_suite(suite_id), "train", steps=80)
 
 
-@pytest.mark.parametrize("suite_id", SUITES)
+@pytest.mark.parametrize("suite_id", ROLLOUT_SUITES)
 def test_different_seed_different_rollout(suite_id):
     suite = get_suite(suite_id)
     a = checks._rollout(suite, "train", 1, 30)
