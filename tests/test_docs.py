@@ -136,7 +136,9 @@ def test_readme_is_a_front_page():
 
 
 def test_no_reference_outside_the_repository():
-    pattern = re.compile(r"DESIGN §|methods\.md|research/|\.\./shared")
+    # Spelled in pieces so that this pattern is not itself such a reference.
+    pattern = re.compile("|".join([r"DESIGN " + "§", r"methods\.md", "research" + "/",
+                                   r"\.\./" + "shared"]))
     hits = []
     for path in [*ROOT.glob("*.md"), *ROOT.glob("*.toml")]:
         hits += [f"{path.name}: {m.group()}" for m in pattern.finditer(path.read_text())]
