@@ -151,7 +151,7 @@ def demo(
     """The main job: an agent onto a leaderboard, ranked against every baseline, and the site.
 
     Trains and evaluates the agent exactly as the leaderboard's definition says (SB3 PPO on
-    MiniGrid MT3 at the paper's budget by default: about 15 minutes on 2 cores), writes its
+    MiniGrid MT3 at the paper's budget by default: 3 seeds x 1.2M env steps), writes its
     result bundle, prints its rank against the committed baseline bundles, then builds the
     static leaderboard site from the committed bundles plus this run's.
 
