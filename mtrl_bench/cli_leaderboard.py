@@ -188,7 +188,7 @@ def verify(bundle: Annotated[Path, tyro.conf.Positional], checkpoints: Path,
     print(f"{bundle}: verified")
 
 
-def leaderboard(bundles: tuple[Path, ...] = (), out: Path = Path("site")) -> Path:
+def leaderboard(bundles: tuple[Path, ...] = (), out: Path = Path("leaderboard-site")) -> Path:
     """Write the static leaderboard site (works from file://, no server).
 
     Args:
