@@ -37,11 +37,12 @@ def committed_bundles() -> Path:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_file():
+    """A bundle path we can write: not a folder, in a folder that can be created or written."""
+    from mtrl_bench.results import check_writable
+
+    if out.is_dir():
         raise UsageError(f"--out {out} exists and is not a file")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"--out {out}: {parent} is a file, not a directory")
+    check_writable(out.parent, "--out folder")
 
 
 def submit(

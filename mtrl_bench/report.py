@@ -222,7 +222,7 @@ def to_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-_LATEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
+LATEX_ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                         "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                         "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})  # fmt: skip
 
@@ -231,7 +231,7 @@ def to_latex(report: Report) -> str:
     """A booktabs tabular (needs ``\\usepackage{booktabs}``); special characters escaped."""
 
     def line(cells: list[str]) -> str:
-        return " & ".join(c.translate(_LATEX) for c in cells) + r" \\"
+        return " & ".join(c.translate(LATEX_ESCAPES) for c in cells) + r" \\"
 
     head = [r"\begin{tabular}{lllrrllr}", r"\toprule", line(_header(report)), r"\midrule"]
     return "\n".join(

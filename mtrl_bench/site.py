@@ -27,6 +27,7 @@ from mtrl_bench import bundle as bundles
 from mtrl_bench import ranking, stats
 from mtrl_bench.errors import UsageError
 from mtrl_bench.leaderboard import Leaderboard
+from mtrl_bench.report import LATEX_ESCAPES
 from mtrl_bench.results import atomic_write_text
 
 COLUMNS = ("rank", "agent", "primary", "mean", "optimality_gap", "success", "held_out", "seeds",
@@ -96,10 +97,7 @@ def downloads(rows: Sequence[dict[str, Any]], lb: Leaderboard) -> dict[str, str]
     md += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
 
     def tex(cell: str) -> str:
-        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                     ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):  # fmt: skip
-            cell = cell.replace(a, b) if a != "\\" else cell.replace(a, "\0")
-        return cell.replace("\0", r"\textbackslash{}")
+        return cell.translate(LATEX_ESCAPES)
 
     latex = [r"\begin{tabular}{" + "l" * len(head) + "}", r"\toprule",
              " & ".join(map(tex, head)) + r" \\", r"\midrule"]  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 from mtrl_bench import bundle as bundles
 from mtrl_bench.errors import UsageError
 from mtrl_bench.leaderboard import Leaderboard
-from mtrl_bench.results import EVAL_KEYS, config_hash, read_jsonl
+from mtrl_bench.results import EVAL_KEYS, config_hash, read_json, read_jsonl, read_run_config
 
 
 def run_dirs(paths: Iterable[Path]) -> list[Path]:
@@ -36,16 +36,6 @@ def run_dirs(paths: Iterable[Path]) -> list[Path]:
             raise UsageError(f"runs path {path} holds no run directory (no */config.json)")
         out.extend(found)
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0][:100]}") from None
-    if not isinstance(obj, dict):
-        raise UsageError(f"{path} must hold a JSON object")
-    return obj
 
 
 def check_config(lb: Leaderboard, config: Mapping[str, Any], where: Path) -> None:
@@ -91,7 +81,8 @@ def _seconds(start: str, end: str) -> float:
 
 
 def _provenance(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
-    env = _read_json(path / "env.json") if (path / "env.json").is_file() else {}
+    env = read_json(path / "env.json") if (path / "env.json").is_file() else {}
+    env = env if isinstance(env, dict) else {}
     times = [r["time"] for r in read_jsonl(path / "eval.jsonl") if "time" in r]
     if (path / "metrics.jsonl").is_file():
         times += [r["time"] for r in read_jsonl(path / "metrics.jsonl") if "time" in r]
@@ -133,7 +124,7 @@ def from_runs(lb: Leaderboard, paths: Sequence[Path], *, name: str = "", version
     results, provenance, checkpoints, agents, hashes = [], {}, {}, set(), set()
     curves: dict[str, list[list[float]]] = {}
     for path in run_dirs(paths):
-        config = _read_json(path / "config.json")
+        config = read_run_config(path)
         check_config(lb, config, path)
         if not (path / "DONE").is_file():
             raise UsageError(f"run {path} is not finished (no DONE marker); finish it first")
