@@ -172,8 +172,9 @@ def _check_result(r: Any, i: int, lb: Leaderboard) -> None:
     _num(r["success"], f"{where}.success", 0.0, 1.0)
     _num(r["return"], f"{where}.return")
     episodes = _int(r["episodes"], f"{where}.episodes", 1)
-    if episodes != lb.eval_episodes and lb.kind == "multitask":
-        raise _reject(f"{where}.episodes = {episodes}; {lb.key} evaluates {lb.eval_episodes}")
+    if lb.kind == "multitask" and episodes != (want := lb.episodes(r["protocol"])):
+        raise _reject(f"{where}.episodes = {episodes}; {lb.key} evaluates {want} on "
+                      f"{r['protocol']}")  # fmt: skip
     if "per_episode" in r:
         per = r["per_episode"]
         _keys(per, _EPISODE, _EPISODE, f"{where}.per_episode")

@@ -3,7 +3,13 @@
 ``evaluate`` builds a fresh vector env whose seeds are disjoint from training seeds (base seed
 ``EVAL_SEED_OFFSET + seed``), and counts exactly ``episodes_per_task`` episodes per task. Each
 sub-env gets a fixed quota of episodes decided up front, so short episodes are not
-over-represented. An episode succeeds when ``info["success"]`` was seen at any step (the
+over-represented. On a split with a fixed goal set (``Suite.options["goals_per_task"][split]``:
+Meta-World's 50 training and 40 held-out goals) every episode plays a different goal: one
+sub-env per task walks its seeded goal permutation, and a task plays
+``min(episodes_per_task, goals)`` episodes (so ``zero_shot`` on Meta-World is 40 episodes, one
+per held-out goal, and ``mt`` is 50, one per training goal). Runs made before this rule (commit
+history of this file) split a task's episodes over 4 sub-envs with independent permutations,
+so some goals repeated and others were skipped. An episode succeeds when ``info["success"]`` was seen at any step (the
 Meta-World rule). A task's normalised ``score`` is its normalised mean return, or its success
 rate when the suite's ``options["score"] == "success"`` (Meta-World is judged by success rate).
 Stochastic policies that draw from numpy's or torch's global RNG are reproducible because
@@ -86,6 +92,10 @@ def evaluate(
     require_positive("episodes_per_task", episodes_per_task)
     require_positive("envs_per_task", envs_per_task)
     tasks = suite.split_tasks(split)
+    if goals := dict(suite.options.get("goals_per_task", {})).get(split):
+        # A fixed goal set (Meta-World): one sub-env per task walks its seeded permutation of
+        # the goals, so the episodes play distinct goals (each goal once), never a repeat.
+        episodes_per_task, envs_per_task = min(episodes_per_task, goals), 1
     envs_per_task = min(envs_per_task, episodes_per_task)
     from mtrl_bench.make import make_env  # here: `mtrl list` imports this module, not gymnasium
 

@@ -44,6 +44,10 @@ class ProtocolSpec:
     """Whether every entry must report it (``few_shot`` is optional: not every agent adapts)."""
     adapt_steps: int = 0
     """``few_shot``: adaptation budget in env steps over all held-out tasks."""
+    episodes: int = 0
+    """Evaluation episodes per task on this protocol; 0: the leaderboard's ``eval_episodes``.
+    Set it where the split has fewer fixed goals than that (Meta-World's 40 held-out goals:
+    the evaluation plays each goal once, see ``mtrl_bench.evaluation``)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,10 @@ class Leaderboard:
         """``id/vN``: what users type and what bundles name."""
         return f"{self.id}/v{self.version}"
 
+    def episodes(self, protocol: str) -> int:
+        """Evaluation episodes per task that ``protocol``'s records must have."""
+        return self.protocol(protocol).episodes or self.eval_episodes
+
     def protocol(self, name: str) -> ProtocolSpec:
         for p in self.protocols:
             if p.name == name:
@@ -111,11 +119,15 @@ def parse_definition(raw: dict[str, Any], where: str) -> Leaderboard:
     for i, p in enumerate(_field(raw, "protocols", list, where)):
         pw = f"{where} protocols[{i}]"
         if not isinstance(p, dict) or set(p) - set(ProtocolSpec.__dataclass_fields__):
-            raise UsageError(f"{pw}: must be a table of name, split, required, adapt_steps")
+            raise UsageError(f"{pw}: must be a table of name, split, required, adapt_steps, "
+                             "episodes")
         if (name := _field(p, "name", str, pw)) not in PROTOCOL_NAMES:
             raise UsageError(f"{pw}: protocol {name!r}; allowed: {', '.join(PROTOCOL_NAMES)}")
         protocols.append(ProtocolSpec(name, _field(p, "split", str, pw),
-                                      bool(p.get("required", True)), int(p.get("adapt_steps", 0))))
+                                      bool(p.get("required", True)), int(p.get("adapt_steps", 0)),
+                                      int(p.get("episodes", 0))))  # fmt: skip
+        if protocols[-1].episodes < 0:
+            raise UsageError(f"{pw}: episodes must be >= 0, got {protocols[-1].episodes}")
     lb = Leaderboard(**{**raw, "protocols": tuple(protocols),
                         "secondary": tuple(raw.get("secondary", Leaderboard.secondary))})
     for name in ("id", "title", "suite"):
@@ -140,7 +152,9 @@ def definition_hash(lb: Leaderboard) -> str:
     Fields left at their defaults are omitted, so a field added to this module later (with a
     default) does not change the hash of the definitions that exist."""
     canon = {f.name: getattr(lb, f.name) for f in fields(lb) if getattr(lb, f.name) != f.default}
-    canon["protocols"] = [asdict(p) for p in lb.protocols]
+    # ``episodes`` joined ProtocolSpec later: left out at its default, like the fields above.
+    canon["protocols"] = [{k: v for k, v in asdict(p).items() if k != "episodes" or v}
+                          for p in lb.protocols]  # fmt: skip
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

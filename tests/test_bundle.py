@@ -50,7 +50,7 @@ def make(name: str = "agent", level: float = 0.5, seeds: range = range(3), seed:
 def test_shipped_definitions_parse_and_name_their_files() -> None:
     boards = leaderboards()
     assert {"toy-goal-line/v1", "minigrid-mt3/v1", "minigrid-mt5/v1", "minigrid-mt7/v1",
-            "metaworld-mt10/v1"} <= set(boards)  # fmt: skip
+            "metaworld-mt10/v2", "metaworld-mt10-cpu/v1"} <= set(boards)  # fmt: skip
     for key, lb in boards.items():
         assert key == f"{lb.id}/v{lb.version}"
         assert lb.protocol(lb.primary_protocol).split == "train"
@@ -67,6 +67,41 @@ def test_definition_rejects_unknown_fields_and_bad_values() -> None:
         parse_definition({**raw, "steps": 0}, "d")
     with pytest.raises(UsageError, match="protocol 'mtt'"):
         parse_definition({**raw, "protocols": [{"name": "mtt", "split": "train"}]}, "d")
+
+
+def test_protocols_can_fix_their_own_episode_count() -> None:
+    """Meta-World's held-out split has 40 goals, played once each: its leaderboards score
+    ``zero_shot`` on 40 episodes per task and ``mt`` on 50, and a bundle must match both."""
+    raw = {"id": "x", "version": 1, "title": "t", "description": "", "kind": "multitask",
+           "suite": "toy/goal-line-v1", "steps": 10, "eval_episodes": 2, "min_seeds": 1,
+           "protocols": [{"name": "mt", "split": "train"}]}  # fmt: skip
+    with pytest.raises(UsageError, match="episodes must be >= 0, got -1"):
+        parse_definition({**raw, "protocols": [{"name": "mt", "split": "train", "episodes": -1}]},
+                         "d")  # fmt: skip
+    lb = get_leaderboard("metaworld-mt10-cpu/v1")
+    assert (lb.episodes("mt"), lb.episodes("zero_shot")) == (50, 40)
+    rng = np.random.default_rng(0)
+
+    def results(zero_shot_episodes: int) -> list[dict]:
+        out = []
+        for protocol, n in (("mt", 50), ("zero_shot", zero_shot_episodes)):
+            for seed in range(lb.min_seeds):
+                success = (rng.random(n) < 0.3).astype(float)
+                out.append({"protocol": protocol, "seed": seed, "task": "reach-v3",
+                            "task_index": 0, "score": float(success.mean()),
+                            "success": float(success.mean()), "return": 1.0, "episodes": n})
+        return out
+
+    def bundle(zero_shot_episodes: int) -> dict:
+        return bundles.make_bundle(
+            lb, {"name": "a", "version": "1", "url": "", "description": ""},
+            results(zero_shot_episodes), {str(s): {"git_sha": "0" * 40} for s in range(3)},
+            {"env_steps": lb.steps, "eval_episodes": lb.eval_episodes})  # fmt: skip
+
+    assert bundles.validate(json.loads(json.dumps(bundle(40)))).key == lb.key
+    with pytest.raises(UsageError, match="episodes = 50; metaworld-mt10-cpu/v1 evaluates 40 "
+                                         "on zero_shot"):  # fmt: skip
+        bundles.validate(json.loads(json.dumps(bundle(50))))
 
 
 def test_round_trip_and_bytes_are_canonical(tmp_path: Path) -> None:
@@ -221,7 +256,8 @@ def test_ranks_share_a_group_when_not_significantly_different() -> None:
 #: The content hash of every shipped definition. A definition is never edited in place: a change
 #: is a new file with the next version (then add its hash here). This test catches the edit.
 PINNED = {
-    "metaworld-mt10/v1": "7be954024b493d57",
+    "metaworld-mt10/v2": "cdd7c9dcdc8f676d",
+    "metaworld-mt10-cpu/v1": "bb09aee2f29e3ccd",
     "minigrid-mt3/v1": "47e095671541b0b8",
     "minigrid-mt5/v1": "8a51ff03974affdb",
     "minigrid-mt7/v1": "84296ebc8d5e7ff5",

@@ -125,6 +125,25 @@ def test_per_episode_values_are_the_aggregates_source():
     assert sorted(result.tasks[0].per_episode["env_episode"]) == [0] * 4 + [1] * 4 + [2] * 2
 
 
+def test_a_fixed_goal_set_plays_each_goal_once():
+    """A split with a fixed goal set (Meta-World's 40 held-out goals) is evaluated by one sub-env
+    per task walking its goal permutation, at most one episode per goal: 5 requested on 3 goals
+    play 3, all from the same sub-env, ordinals 0, 1, 2 (the env's permutation then makes them
+    3 distinct goals: tests/test_metaworld.py). Splits without one keep their quota."""
+    from dataclasses import replace
+
+    base = get_suite("toy/goal-line-v1")
+    suite = replace(base, options={**base.options, "goals_per_task": {"test": 3}})
+    space = make_single_env(suite, 0).action_space
+    held_out = evaluate(RandomPolicy(space, 3), suite, "test", 5, seed=2, envs_per_task=4)
+    for t in held_out.tasks:
+        assert t.episodes == 3 and len(set(t.per_episode["env_seed"])) == 1
+        assert t.per_episode["env_episode"] == (0.0, 1.0, 2.0)
+    train = evaluate(RandomPolicy(space, 3), suite, "train", 5, seed=2, envs_per_task=4)
+    assert {t.episodes for t in train.tasks} == {5}
+    assert len(set(train.tasks[0].per_episode["env_seed"])) == 4
+
+
 def test_bad_input():
     with pytest.raises(UsageError, match="episodes_per_task must be positive, got 0"):
         evaluate(AlwaysOne(), FLAG_SUITE, "train", 0, seed=0)
