@@ -15,9 +15,9 @@ goal after adaptation).
 
 Phases: ``mt1-reach`` (MTSAC, MOORE-SAC; 30k steps), ``mt10-sub3`` (reach, window-open,
 drawer-close; 30k steps per task), ``mt10`` (all ten tasks, MTSAC, MT-MH-SAC, MOORE-SAC and
-random; 10k steps per task: the leaderboard ``metaworld-mt10-cpu/v1``), ``ml10-meta-test`` (MTSAC trained 100k steps on ML10's
-training tasks, then ``meta_test`` on drawer-open) and its no-pretraining control
-``ml10-meta-test-scratch``.
+random; 10k steps per task: the leaderboard ``metaworld-mt10-cpu/v1``), ``ml10-meta-test``
+(MTSAC trained 100k steps on ML10's training tasks, then ``meta_test`` on drawer-open) and its
+no-pretraining control ``ml10-meta-test-scratch``.
 
 The random reference on MT1 reach: ``mtrl train --suite metaworld/mt1-reach-v1 --agent random
 --steps 30000 --eval-episodes 50 --deterministic-eval --seeds 0 1 2 --runs-dir

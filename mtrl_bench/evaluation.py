@@ -9,9 +9,10 @@ sub-env per task walks its seeded goal permutation, and a task plays
 ``min(episodes_per_task, goals)`` episodes (so ``zero_shot`` on Meta-World is 40 episodes, one
 per held-out goal, and ``mt`` is 50, one per training goal). Runs made before this rule (commit
 history of this file) split a task's episodes over 4 sub-envs with independent permutations,
-so some goals repeated and others were skipped. An episode succeeds when ``info["success"]`` was seen at any step (the
-Meta-World rule). A task's normalised ``score`` is its normalised mean return, or its success
-rate when the suite's ``options["score"] == "success"`` (Meta-World is judged by success rate).
+so some goals repeated and others were skipped. An episode succeeds when ``info["success"]``
+was seen at any step (the Meta-World rule). A task's normalised ``score`` is its normalised mean
+return, or its success rate when the suite's ``options["score"] == "success"`` (Meta-World is
+judged by success rate).
 Stochastic policies that draw from numpy's or torch's global RNG are reproducible because
 ``evaluate`` seeds both before the first step.
 

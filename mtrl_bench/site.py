@@ -26,7 +26,7 @@ import numpy as np
 from mtrl_bench import bundle as bundles
 from mtrl_bench import ranking, stats
 from mtrl_bench.errors import UsageError
-from mtrl_bench.leaderboard import Leaderboard
+from mtrl_bench.leaderboard import Leaderboard, leaderboards
 from mtrl_bench.report import LATEX_ESCAPES
 from mtrl_bench.results import atomic_write_text
 
@@ -205,7 +205,10 @@ def build_site(folders: Iterable[Path], out: Path) -> Path:
             tie_rule=ranking.TIE_RULE.format(conf=lb.confidence, metric=lb.primary_metric),
             fmt=ranking.fmt_interval, columns=COLUMNS)  # fmt: skip
         index.append({"lb": lb, "name": name, "n": len(ranked), "top": rows[0]})
-    files["index.html"] = env.get_template("index.html.j2").render(boards=index)
+    # Shipped definitions that no bundle here entered yet (e.g. a paper budget beyond one
+    # machine): listed, so a reader sees what exists and what it would take to enter.
+    empty = [lb for key, lb in sorted(leaderboards().items()) if key not in boards]
+    files["index.html"] = env.get_template("index.html.j2").render(boards=index, empty=empty)
     files["site.css"] = resources.files("mtrl_bench").joinpath("templates", "site.css").read_text()
     files["sort.js"] = resources.files("mtrl_bench").joinpath("templates", "sort.js").read_text()
     out.mkdir(parents=True, exist_ok=True)

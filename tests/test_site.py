@@ -42,6 +42,9 @@ def test_site_files_escape_and_downloads(built: Path) -> None:
     assert [line.split(",")[1] for line in csv[1:3]] == ["gamma", "alpha"]
     assert "\\begin{tabular}" in (out / "toy-goal-line-v1.tex").read_text()
     assert (out / "toy-goal-line-v1-profile.svg").read_text().lstrip().startswith("<?xml")
+    index = (out / "index.html").read_text()  # boards without entries are listed, not dropped
+    empty = index.split('id="empty"')[1]
+    assert "metaworld-mt10/v2" in empty and "toy-goal-line/v1" not in empty
 
 
 def test_site_is_deterministic(built: Path, tmp_path: Path) -> None:
