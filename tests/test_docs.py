@@ -149,3 +149,10 @@ def test_no_reference_outside_the_repository():
                 text = path.read_text()
                 hits += [f"{path.relative_to(ROOT)}: {m.group()}" for m in pattern.finditer(text)]
     assert not hits
+
+
+def test_results_readme_names_every_results_folder():
+    """A reader who opens results/ finds every folder explained, with the command that made it."""
+    text = (ROOT / "results" / "README.md").read_text()
+    folders = sorted(p.name for p in (ROOT / "results").iterdir() if p.is_dir())
+    assert folders and [f for f in folders if f"`{f}/`" not in text] == []
