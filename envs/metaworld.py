@@ -1,4 +1,4 @@
-"""Meta-World v3 suites (metaworld 3.1.1, mujoco 3.3.0): MT1, MT10, MT25, MT50, ML10, ML45.
+"""Meta-World v3 suites (metaworld 3.1.1, mujoco 3.3.0): MT1, ML1, MT10, MT25, MT50, ML10, ML45.
 
 Tasks and splits (``Task.name`` is the upstream class name verbatim, e.g. ``reach-v3``; orders are
 upstream's ``env_dict`` orders, copied here so a suite stays fixed if upstream edits a list; a test
@@ -11,6 +11,8 @@ compares them with ``metaworld.env_dict``):
   test classes with 40 held-out goals (the official protocol: 40 unseen goals per test task).
   Goal hidden (``_ML_OVERRIDE``: ``partially_observable=True``; the last 3 obs entries are 0).
 - ``mt1-<task>``: one task; train = its 50 training goals, test = its 40 held-out goals.
+- ``ml1-<task>``: upstream's ML1: the same task and goals as ``mt1-<task>``, goal hidden, so a
+  policy must find a held-out goal by adapting (the ``meta_test`` protocol).
 - ``mt10-sub3``: reach, window-open, drawer-close (``SUB3``), as ``mtN``; not a benchmark, a
   small multi-task set for learning checks at CPU budgets.
 
@@ -300,6 +302,9 @@ def _all_suites() -> dict[str, Suite]:
         desc = f"Meta-World MT1 {task}; test: 40 unseen goals"
         suites.append(_suite(f"mt1-{task.removesuffix('-v3')}", (task,), (task,),
                              observable=True, description=desc))  # fmt: skip
+        desc = f"Meta-World ML1 {task}: 50 training goals, 40 held-out goals, goal hidden"
+        suites.append(_suite(f"ml1-{task.removesuffix('-v3')}", (task,), (task,),
+                             observable=False, description=desc))  # fmt: skip
     return {metaworld_attr(s.id): s for s in suites}
 
 

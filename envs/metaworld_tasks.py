@@ -32,7 +32,9 @@ def metaworld_attr(suite_id: str) -> str:
 
 
 def metaworld_ids() -> list[str]:
-    """Every Meta-World suite id: each benchmark in each variant, MT1 per task, and MT10-sub3."""
+    """Every Meta-World suite id: each benchmark in each variant, MT1 and ML1 per task, and
+    MT10-sub3."""
     ids = [f"metaworld/{b}{v}-v1" for v in METAWORLD_VARIANTS for b in METAWORLD_BENCHMARKS]
     mt1 = [f"metaworld/mt1-{t.removesuffix('-v3')}-v1" for t in METAWORLD_TASKS]
-    return [*ids, *mt1, "metaworld/mt10-sub3-v1"]
+    ml1 = [f"metaworld/ml1-{t.removesuffix('-v3')}-v1" for t in METAWORLD_TASKS]
+    return [*ids, *mt1, "metaworld/mt10-sub3-v1", *ml1]

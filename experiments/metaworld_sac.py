@@ -17,7 +17,9 @@ Phases: ``mt1-reach`` (MTSAC, MOORE-SAC; 30k steps), ``mt10-sub3`` (reach, windo
 drawer-close; 30k steps per task), ``mt10`` (all ten tasks, MTSAC, MT-MH-SAC, MOORE-SAC and
 random; 10k steps per task: the leaderboard ``metaworld-mt10-cpu/v1``), ``ml10-meta-test``
 (MTSAC trained 100k steps on ML10's training tasks, then ``meta_test`` on drawer-open) and its
-no-pretraining control ``ml10-meta-test-scratch``.
+no-pretraining control ``ml10-meta-test-scratch``; ``ml1-reach-meta-test`` and its scratch control
+(MTSAC trained 30k steps on ML1 reach's 50 training goals, goal hidden, then the same
+adaptation on 10 of its 40 held-out goals).
 
 The random reference on MT1 reach: ``mtrl train --suite metaworld/mt1-reach-v1 --agent random
 --steps 30000 --eval-episodes 50 --deterministic-eval --seeds 0 1 2 --runs-dir
@@ -77,6 +79,14 @@ PHASES = {
                             ("meta_test",), _META),
     "ml10-meta-test-scratch": Phase("ml10-meta-test-scratch", "metaworld/ml10-v1", ("mtsac",),
                                     10, (0, 1, 2), ("meta_test",), _META, "runs-scratch"),
+    # ML1 reach (goal hidden): does pretraining on the 50 training goals make adaptation to a
+    # held-out goal faster than starting from scratch? (ML10 at 100k steps cannot say: its
+    # pretraining learns nothing to transfer.) Same adaptation budget as ML10.
+    "ml1-reach-meta-test": Phase("ml1-reach-meta-test", "metaworld/ml1-reach-v1", ("mtsac",),
+                                 30_000, (0, 1, 2), ("meta_test",), _META),
+    "ml1-reach-meta-test-scratch": Phase("ml1-reach-meta-test-scratch", "metaworld/ml1-reach-v1",
+                                         ("mtsac",), 10, (0, 1, 2), ("meta_test",), _META,
+                                         "runs-scratch"),
 }  # fmt: skip
 
 

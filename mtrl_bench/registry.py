@@ -124,6 +124,9 @@ SUITES: dict[str, str] = {
     "traffic-jax/signal-length-v1": "mtrl_bench.envs.traffic.signal_jax:LENGTH",
     "traffic-jax/signal-speed-v1": "mtrl_bench.envs.traffic.signal_jax:SPEED",
 }
+# Meta-World ML1: one per MT1 task (same task and goals, goal hidden).
+SUITES.update({k.replace("/mt1-", "/ml1-"): v.replace(":MT1_", ":ML1_")
+               for k, v in list(SUITES.items()) if k.startswith("metaworld/mt1-")})  # fmt: skip
 
 AGENTS: dict[str, str] = {
     "metaworld-expert": "mtrl_bench.baselines.metaworld_experts:SPEC",

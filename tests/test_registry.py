@@ -11,7 +11,7 @@ from mtrl_bench.registry import SUITES
 def test_registry_metaworld_ids_equal_the_task_lists():
     registered = [i for i in SUITES if i.startswith("metaworld/")]
     assert registered == metaworld_ids()
-    assert len(set(registered)) == len(registered) == 5 * 4 + 50 + 1
+    assert len(set(registered)) == len(registered) == 5 * 4 + 50 + 1 + 50  # ..., MT1, sub3, ML1
     for suite_id in registered:
         assert SUITES[suite_id] == f"mtrl_bench.envs.metaworld:{metaworld_attr(suite_id)}"
 
