@@ -27,6 +27,8 @@ SUITES: dict[str, str] = {
     "control/pendulum-dt-v1": "mtrl_bench.envs.control:PENDULUM_DT",
     "control/pendulum-length-v1": "mtrl_bench.envs.control:PENDULUM_LENGTH",
     "control/pendulum-mass-v1": "mtrl_bench.envs.control:PENDULUM_MASS",
+    "darkroom/ad-v1": "mtrl_bench.envs.in_context:DARKROOM_AD",
+    "darkroom/dpt-v1": "mtrl_bench.envs.in_context:DARKROOM_DPT",
     # Meta-World: the ids of envs/metaworld_tasks.py:metaworld_ids() (a test keeps them equal)
     "metaworld/mt10-v1": "mtrl_bench.envs.metaworld:MT10_V1",
     "metaworld/mt25-v1": "mtrl_bench.envs.metaworld:MT25_V1",
@@ -108,6 +110,7 @@ SUITES: dict[str, str] = {
     "minigrid/mt3-v1": "mtrl_bench.envs.minigrid:MT3",
     "minigrid/mt5-v1": "mtrl_bench.envs.minigrid:MT5",
     "minigrid/mt7-v1": "mtrl_bench.envs.minigrid:MT7",
+    "point-robot/t2mir-v1": "mtrl_bench.envs.in_context:POINT_ROBOT",
     "toy/bandit-v1": "mtrl_bench.envs.toy:BANDIT",
     "toy/goal-line-v1": "mtrl_bench.envs.toy:GOAL_LINE",
     "toy/reach-1d-v1": "mtrl_bench.envs.toy:REACH_1D",

@@ -32,7 +32,8 @@ SUITES = [
 #: tasks (every one of their tasks is still checked by default in ``test_check_env_every_task``);
 #: checking every task of a SUMO suite costs ~30 s (a SUMO start per task; the first task of each
 #: split runs by default in ``test_sb3_check_env``). These run under ``slow``.
-HEAVY_ROLLOUTS = ("minigrid-jax/mt5-v1", "minigrid-jax/mt7-v1")
+#: ``darkroom/ad-v1`` is ``darkroom/dpt-v1``'s code with a larger grid and longer episodes.
+HEAVY_ROLLOUTS = ("minigrid-jax/mt5-v1", "minigrid-jax/mt7-v1", "darkroom/ad-v1")
 
 
 def _also_slow(heavy: tuple[str, ...]) -> list:
