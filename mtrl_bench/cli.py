@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from mtrl_bench import cli_agent, cli_leaderboard
+from mtrl_bench import cli_agent, cli_datasets, cli_leaderboard
 from mtrl_bench.errors import UsageError, input_error, require_positive
 
 Flat = tyro.conf.arg(name="")
@@ -220,7 +220,7 @@ def commands(argv: list[str]) -> dict[str, Callable[..., None]]:
         "list": list_ids, "train": train, "eval": evaluate, "report": report, "check": check,
         "demo": demo, "transfer": transfer, "submit": cli_leaderboard.submit,
         "compare": cli_leaderboard.compare, "verify": cli_leaderboard.verify,
-        "leaderboard": cli_leaderboard.leaderboard,
+        "leaderboard": cli_leaderboard.leaderboard, "datasets": cli_datasets.datasets,
     }  # fmt: skip
 
 

@@ -164,6 +164,13 @@ CASES = [
     ("verify-nan-tolerance", ["verify", "a_file.txt", "--checkpoints", "empty", "--tolerance", "nan"], "got nan", None),
     ("leaderboard-bundles-missing", ["leaderboard", "--bundles", "missing"], "missing", None),
     ("leaderboard-out-is-file", ["leaderboard", "--bundles", "empty", "--out", "a_file.txt"], "a_file.txt", None),
+    ("datasets-unknown-suite", ["datasets", "make", "toy/nope-v1"], "toy/nope-v1", None),
+    ("datasets-numpy-suite", ["datasets", "make", "toy/goal-line-v1"], "toy/goal-line-v1", None),
+    ("datasets-unknown-preset", ["datasets", "make", "darkroom/dpt-v1", "--preset", "turbo"], "'turbo'", None),
+    ("datasets-zero-updates", ["datasets", "make", "darkroom/dpt-v1", "--updates", "0"], "updates must be positive, got 0", None),
+    ("datasets-out-under-file", ["datasets", "make", "darkroom/dpt-v1", "--out", "a_file.txt/d.npz"], "a_file.txt is a file", None),
+    ("datasets-info-missing", ["datasets", "info", "missing.npz"], "missing.npz", None),
+    ("datasets-info-not-npz", ["datasets", "info", "a_file.txt"], "a_file.txt", None),
 ]  # fmt: skip
 BY_ID = {c[0]: c for c in CASES}
 #: also run through a real ``mtrl`` process
