@@ -17,9 +17,11 @@ learn to do. ``step`` autoresets SAME_STEP with the step's ``key``.
   uniformly from [-1, 1]^2 (numpy ``default_rng(20251204)``, rounded to 0.01; the released
   ``task_goals.pkl`` is a pickle, not read here): the first 45 train, the last 5 held-out.
 
-Splits are the literal tuples below (fixed data, never recomputed). ``info["success"]``: DarkRoom,
-the agent stands on the goal; Point-Robot, it is within ``POINT_SUCCESS_RADIUS`` (0.1, one step's
-reach) of the goal. Neither reference env reports success; ours is the harness's any-step rule.
+``options["in_context_episodes"]``: the episodes of the ``in_context`` protocol (T2MIR's: 100 on
+DarkRoom-AD, 30 elsewhere). Splits are the literal tuples below (fixed data, never recomputed).
+``info["success"]``: DarkRoom, the agent stands on the goal; Point-Robot, it is within
+``POINT_SUCCESS_RADIUS`` (0.1, one step's reach) of the goal. Neither reference env reports
+success; ours is the harness's any-step rule.
 
 Normalisers (``Task.score_bounds``): 0 is the return of never reaching the goal (DarkRoom) or of
 standing still at the origin (Point-Robot: ``-H |g|``); 1 is the optimal return (DarkRoom: walk
@@ -147,7 +149,8 @@ def make_suite_env(suite: Suite) -> DarkRoomJax | PointRobotJax:
     return _env(suite.options["kind"], int(suite.options.get("dim", 0)))
 
 
-def _darkroom(name: str, dim: int, horizon: int, held_out: tuple[int, ...], what: str) -> Suite:
+def _darkroom(name: str, dim: int, horizon: int, held_out: tuple[int, ...], episodes: int,
+              what: str) -> Suite:  # fmt: skip
     cells = [(x, y) for x in range(dim) for y in range(dim)]
     order = [c for c in range(dim * dim) if c not in held_out] + list(held_out)
     tasks = []
@@ -164,7 +167,7 @@ def _darkroom(name: str, dim: int, horizon: int, held_out: tuple[int, ...], what
         env_factory="mtrl_bench.envs.in_context:make_suite_env", backend="jax",
         description=what,
         options={"kind": "darkroom", "dim": dim, "start": "corner (0, 0)",
-                 "reward": "1 per step on the goal"},
+                 "reward": "1 per step on the goal", "in_context_episodes": episodes},
     )  # fmt: skip
 
 
@@ -187,12 +190,13 @@ def _point_robot() -> Suite:
         splits={"train": tuple(range(POINT_TRAIN)), "test": tuple(range(POINT_TRAIN, n))},
         env_factory="mtrl_bench.envs.in_context:make_suite_env", backend="jax",
         description="T2MIR's Point-Robot: 2-D point mass, hidden goal, 20 steps; 45/5 goals",
-        options={"kind": "point-robot", "success_radius": POINT_SUCCESS_RADIUS},
+        options={"kind": "point-robot", "success_radius": POINT_SUCCESS_RADIUS,
+                 "in_context_episodes": 30},
     )  # fmt: skip
 
 
-DARKROOM_DPT = _darkroom("dpt", 9, 20, DPT_HELD_OUT,
+DARKROOM_DPT = _darkroom("dpt", 9, 20, DPT_HELD_OUT, 30,
                          "DPT's DarkRoom: 9x9, hidden goal, 20 steps; 65/16 goals")
-DARKROOM_AD = _darkroom("ad", 10, 100, AD_HELD_OUT,
+DARKROOM_AD = _darkroom("ad", 10, 100, AD_HELD_OUT, 100,
                         "T2MIR-AD's DarkRoom: 10x10, hidden goal, 100 steps; 80/20 goals")
 POINT_ROBOT = _point_robot()

@@ -29,6 +29,9 @@ Protocols are small named functions; their name and version go into every record
   ``RunConfig.few_shot_steps`` env steps, then plays ``META_TEST_EPISODES`` = 3 evaluation
   episodes there; a task's result averages its goals. ``RunConfig.meta_test_goals`` /
   ``meta_test_tasks`` take the first N goals / test tasks for a cheaper, recorded evaluation.
+- ``in_context`` (v1): in-context RL on the ``test`` tasks: consecutive episodes with a context
+  the harness keeps (re-sorted by return), scored as a curve over the episode index
+  (``mtrl_bench/in_context.py``).
 """
 
 from __future__ import annotations
@@ -178,11 +181,20 @@ def zero_shot(policy: Policy, suite: Suite, episodes_per_task: int, seed: int, *
     return evaluate(policy, suite, "test", episodes_per_task, seed, **kw)
 
 
+def in_context(policy: Policy, suite: Suite, episodes_per_task: int, seed: int,
+               **kw) -> EvalResult:  # fmt: skip
+    """In-context adaptation on held-out tasks (``mtrl_bench.in_context``)."""
+    from mtrl_bench.in_context import evaluate_in_context
+
+    return evaluate_in_context(policy, suite, episodes_per_task, seed, **kw)  # type: ignore[arg-type]
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "mt": Protocol("mt", 1, "train", mt),
     "zero_shot": Protocol("zero_shot", 1, "test", zero_shot),
     "few_shot": Protocol("few_shot", 1, "test", zero_shot, adapts=True),
     "meta_test": Protocol("meta_test", 1, "test", zero_shot, adapts=True, per_goal=True),
+    "in_context": Protocol("in_context", 1, "test", in_context),
 }
 META_TEST_EPISODES = 3
 """Evaluation episodes per goal after adaptation (Meta-World's ML protocol)."""

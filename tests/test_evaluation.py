@@ -159,6 +159,7 @@ def test_protocols_name_their_split_and_version():
         "zero_shot": ("test", 1, False, False),
         "few_shot": ("test", 1, True, False),
         "meta_test": ("test", 1, True, True),
+        "in_context": ("test", 1, False, False),
     }
 
 
