@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mtrl-installed
-EXTRAS ?= sb3,jax,metaworld,traffic,mbtl,dev,docs
+EXTRAS ?= sb3,jax,metaworld,traffic,mbtl,ray,dev,docs
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist): the suite is CPU-bound and single-threaded per test, so two
 # workers on a 2-core machine roughly halve its wall time. TEST_WORKERS=0 runs in one process.

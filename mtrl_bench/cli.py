@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from mtrl_bench import cli_agent, cli_datasets, cli_leaderboard
+from mtrl_bench import cli_agent, cli_datasets, cli_leaderboard, cli_sweep
 from mtrl_bench.errors import UsageError, input_error, require_positive
 
 Flat = tyro.conf.arg(name="")
@@ -221,6 +221,7 @@ def commands(argv: list[str]) -> dict[str, Callable[..., None]]:
         "demo": demo, "transfer": transfer, "submit": cli_leaderboard.submit,
         "compare": cli_leaderboard.compare, "verify": cli_leaderboard.verify,
         "leaderboard": cli_leaderboard.leaderboard, "datasets": cli_datasets.datasets,
+        "sweep": cli_sweep.sweep_command(argv[1:] if argv[:1] == ["sweep"] else []),
     }  # fmt: skip
 
 
@@ -228,7 +229,10 @@ def main(args: list[str] | None = None) -> int:
     argv = sys.argv[1:] if args is None else list(args)
     try:
         with cli_agent.one_line_parse_errors():
-            tyro.extras.subcommand_cli_from_dict(commands(argv), prog="mtrl", args=argv)
+            table = commands(argv)
+            status = tyro.extras.subcommand_cli_from_dict(
+                table, prog="mtrl", args=cli_sweep.tyro_argv(argv)
+            )
     except BrokenPipeError:  # `mtrl ... | head`: the reader left; not an error
         sys.stderr.close()
         return 0
@@ -237,7 +241,7 @@ def main(args: list[str] | None = None) -> int:
             raise  # a bug, not bad input: keep the traceback
         print(f"error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0  # `mtrl sweep`: 1 if a run failed
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -192,8 +192,10 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 class RunDir:
     """One (suite, agent, seed) run. ``open`` is the only method that creates files."""
 
-    def __init__(self, root: Path, suite: str, agent: str, seed: int) -> None:
+    def __init__(self, root: Path, suite: str, agent: str, seed: int,
+                 on_metrics: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.path = Path(root) / suite / agent / str(seed)
+        self.on_metrics = on_metrics
 
     config_path = property(lambda self: self.path / "config.json")
     eval_path = property(lambda self: self.path / "eval.jsonl")
@@ -245,6 +247,8 @@ class RunDir:
 
     def append_metrics(self, row: Mapping[str, Any]) -> None:
         append_jsonl(self.metrics_path, [{"schema": SCHEMA_VERSION, "time": now(), **row}])
+        if self.on_metrics is not None:  # agents write a row after each checkpoint: a sync point
+            self.on_metrics()
 
     def mark_done(self) -> None:
         atomic_write_text(self.path / "DONE", now() + "\n")
@@ -253,7 +257,7 @@ class RunDir:
         """A directory nested in this run for one part of an evaluation (its own metrics and
         checkpoints; ``meta_test`` uses one per goal)."""
         sub = object.__new__(RunDir)
-        sub.path = self.path.joinpath(*parts)
+        sub.path, sub.on_metrics = self.path.joinpath(*parts), self.on_metrics
         sub.path.mkdir(parents=True, exist_ok=True)
         return sub
 

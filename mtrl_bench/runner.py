@@ -13,7 +13,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
@@ -144,10 +144,13 @@ def eval_records(result: EvalResult, protocol: str, config: dict[str, Any]) -> l
     ]  # fmt: skip
 
 
-def run(cfg: RunConfig, runs_dir: Path = Path("runs"), *, progress: bool = True) -> RunDir:
-    """Train (or resume) and evaluate one run; a finished run is skipped."""
+def run(cfg: RunConfig, runs_dir: Path = Path("runs"), *, progress: bool = True,
+        on_metrics: Callable[[], None] | None = None) -> RunDir:  # fmt: skip
+    """Train (or resume) and evaluate one run; a finished run is skipped. ``on_metrics`` is
+    called after each training metrics row (a checkpoint was just written: ``mtrl sweep``
+    uploads the run directory to a remote store there)."""
     config = resolve(cfg)
-    run_dir = RunDir(runs_dir, cfg.suite, cfg.agent, cfg.seed)
+    run_dir = RunDir(runs_dir, cfg.suite, cfg.agent, cfg.seed, on_metrics)
     run_dir.check(config)
     if run_dir.done:
         return run_dir

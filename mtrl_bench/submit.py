@@ -158,23 +158,30 @@ def submit(lb: Leaderboard, agent: str, *, seeds: Sequence[int], runs_dir: Path,
     """Train and evaluate ``agent`` on every seed as ``lb`` says (resuming finished work), then
     build its bundle."""
     from mtrl_bench.registry import get_agent
-    from mtrl_bench.runner import RunConfig, sweep
+    from mtrl_bench.runner import sweep
 
     if lb.kind != "multitask":
         raise UsageError(f"{lb.key} is a transfer leaderboard; build its entries with "
                          "`mtrl submit --from-runs` on transfer results")  # fmt: skip
     if len(seeds) < lb.min_seeds:
         raise UsageError(f"{len(seeds)} seed(s) given; {lb.key} needs at least {lb.min_seeds}")
-    spec = get_agent(agent)
-    meta = {**meta, "name": meta.get("name") or spec.id}  # `pkg.mod:SPEC` shows as its id
-    adapts = spec.adapt is not None  # optional protocols: where the agent can
-    protocols = tuple(p.name for p in lb.protocols
-                      if p.required or (adapts and p.name == "few_shot"))  # fmt: skip
-    few = {"few_shot_steps": lb.protocol("few_shot").adapt_steps} if "few_shot" in protocols else {}
-    base = RunConfig(suite=lb.suite, agent=agent, steps=lb.steps, preset=preset,
-                     protocols=protocols, eval_episodes=lb.eval_episodes,
-                     deterministic_eval=lb.deterministic_eval,
-                     **few)  # fmt: skip
+    meta = {**meta, "name": meta.get("name") or get_agent(agent).id}  # `pkg.mod:SPEC`: its id
+    base = leaderboard_run(lb, agent, preset)
     sweep(base, seeds=list(seeds), agents=[agent], runs_dir=runs_dir, jobs=jobs, progress=progress)
     paths = [Path(runs_dir) / lb.suite / agent / str(s) for s in seeds]
     return from_runs(lb, paths, **meta)
+
+
+def leaderboard_run(lb: Leaderboard, agent: str, preset: str = "default", seed: int = 0) -> Any:
+    """The ``runner.RunConfig`` of one seed of ``agent`` on ``lb``: its suite, budget, episodes
+    and protocols (``few_shot`` where the agent can adapt)."""
+    from mtrl_bench.registry import get_agent
+    from mtrl_bench.runner import RunConfig
+
+    adapts = get_agent(agent).adapt is not None  # optional protocols: where the agent can
+    protocols = tuple(p.name for p in lb.protocols
+                      if p.required or (adapts and p.name == "few_shot"))  # fmt: skip
+    few = {"few_shot_steps": lb.protocol("few_shot").adapt_steps} if "few_shot" in protocols else {}
+    return RunConfig(suite=lb.suite, agent=agent, seed=seed, steps=lb.steps, preset=preset,
+                     protocols=protocols, eval_episodes=lb.eval_episodes,
+                     deterministic_eval=lb.deterministic_eval, **few)  # fmt: skip

@@ -25,6 +25,9 @@ RESUME = [*TRAIN, "--steps", "5", "--eval-episodes", "2"]  # the saved run's con
 MTPPO = ["train", "--suite", "toy/goal-line-v1", "--agent", "mtppo", "--preset", "ci"]
 TRANSFER = ["transfer", "--suite", "control-jax/cartpole-masscart-v1"]
 SUBMIT = ["submit", "--leaderboard", "toy-goal-line/v1"]
+SWEEP = ["sweep", "--agents", "random", "--suites", "toy/goal-line-v1", "--steps", "5",
+         "--eval-episodes", "2"]  # the saved run's config
+SWEEP_MTPPO = ["sweep", "--agents", "mtppo", "--presets", "ci", "--suites", "toy/goal-line-v1"]
 READ_ONLY = "read_only/out"  # under a directory made read-only (chmod 0o500) by the test
 
 
@@ -171,6 +174,30 @@ CASES = [
     ("datasets-out-under-file", ["datasets", "make", "darkroom/dpt-v1", "--out", "a_file.txt/d.npz"], "a_file.txt is a file", None),
     ("datasets-info-missing", ["datasets", "info", "missing.npz"], "missing.npz", None),
     ("datasets-info-not-npz", ["datasets", "info", "a_file.txt"], "a_file.txt", None),
+    ("sweep-no-agents", ["sweep", "--suites", "toy/goal-line-v1"], "at least one agent", None),
+    ("sweep-no-suites", ["sweep", "--agents", "random"], "suites or leaderboards", None),
+    ("sweep-unknown-agent", [*SWEEP, "--agents", "nope"], "'nope'", None),
+    ("sweep-unknown-suite", [*SWEEP, "--suites", "toy/goal-line-v1", "toy/nope-v1"], "toy/nope-v1", None),
+    ("sweep-unknown-preset", [*SWEEP, "--presets", "turbo"], "'turbo'", None),
+    ("sweep-negative-seed", [*SWEEP, "--seeds", "0", "-1"], "got [0, -1]", None),
+    ("sweep-zero-steps", [*SWEEP, "--steps", "0"], "steps must be positive, got 0", None),
+    ("sweep-unknown-protocol", [*SWEEP, "--protocols", "nope"], "'nope'", None),
+    ("sweep-negative-jobs", [*SWEEP, "--jobs", "-1"], "jobs must be >= 0", None),
+    ("sweep-zero-num-cpus", [*SWEEP, "--num-cpus", "0"], "num_cpus must be positive, got 0.0", None),
+    ("sweep-bad-executor", [*SWEEP, "--executor", "slurm"], "'slurm'", None),
+    ("sweep-runs-dir-is-file", [*SWEEP, "--runs-dir", "a_file.txt"], "a_file.txt", None),
+    ("sweep-resume-other-config", [*SWEEP[:-1], "3"], "different config", None),
+    ("sweep-leaderboard-and-steps", ["sweep", "--agents", "random", "--leaderboards", "toy-goal-line/v1", "--steps", "5"], "cannot be set with leaderboards", None),
+    ("sweep-agent-config-unknown-field", [*SWEEP_MTPPO, "--agent-config.nope", "1"], "agent_config.nope", None),
+    ("sweep-agent-config-bad-float", [*SWEEP_MTPPO, "--agent-config.lr-actor", "1e-3", "fast"], "'fast'", None),
+    ("sweep-agent-config-no-value", [*SWEEP_MTPPO, "--agent-config.lr-actor"], "--agent-config.lr-actor", None),
+    ("sweep-agent-config-nan", [*SWEEP_MTPPO, "--agent-config.lr-actor", "nan"], "lr_actor must be finite", None),
+    ("sweep-file-missing", ["sweep", "--file", "missing.toml"], "missing.toml", None),
+    ("sweep-file-syntax", ["sweep", "--file", "s.toml"], "s.toml is not valid TOML", write("s.toml", "agents = [\n")),
+    ("sweep-file-unknown-key", ["sweep", "--file", "s.toml"], "unknown key 'agent'", write("s.toml", 'agent = "random"\n')),
+    ("sweep-file-wrong-type", ["sweep", "--file", "s.toml"], "seeds must be a non-empty list of int",
+     write("s.toml", 'agents = ["random"]\nsuites = ["toy/goal-line-v1"]\nseeds = ["zero"]\n')),
+    ("sweep-file-bad-grid", ["sweep", "--file", "s.toml"], "[[grid]]", write("s.toml", 'grid = 3\n')),
 ]  # fmt: skip
 BY_ID = {c[0]: c for c in CASES}
 #: also run through a real ``mtrl`` process
