@@ -126,7 +126,12 @@ def _overrides(spec: Any, grid: Grid) -> list[dict[str, Any]]:
 
 
 def _label(preset: str, overrides: Mapping[str, Any]) -> str:
-    text = ",".join([preset, *(f"{k}={v}" for k, v in overrides.items())])
+    """``preset[,field=value...]``, a tuple value as ``64x64``: a directory name."""
+
+    def show(v: Any) -> str:
+        return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+    text = ",".join([preset, *(f"{k}={show(v)}" for k, v in overrides.items())])
     return re.sub(r"[^A-Za-z0-9._=,+-]", "", text.replace(" ", ""))
 
 
