@@ -134,8 +134,8 @@ def python_rollout(venv: Any, policy_step: PolicyStep, params: Any, key: jax.Arr
     return key, Batch(*(np.stack(col, 1) for col in cols)), stats
 
 
-def python_reset(venv: Any) -> dict[str, np.ndarray]:
-    obs, _ = venv.reset()
+def python_reset(venv: Any, seed: int | None = None) -> dict[str, np.ndarray]:
+    obs, _ = venv.reset(seed=seed)
     n = venv.num_envs
     return {"obs": obs, "ep_return": np.zeros(n, np.float32),
             "ep_success": np.zeros(n, bool)}  # fmt: skip

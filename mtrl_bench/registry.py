@@ -132,6 +132,8 @@ SUITES.update({k.replace("/mt1-", "/ml1-"): v.replace(":MT1_", ":ML1_")
                for k, v in list(SUITES.items()) if k.startswith("metaworld/mt1-")})  # fmt: skip
 
 AGENTS: dict[str, str] = {
+    "camrl": "mtrl_bench.agents.camrl:CAMRL",
+    "independent": "mtrl_bench.agents.camrl:INDEPENDENT",
     "metaworld-expert": "mtrl_bench.baselines.metaworld_experts:SPEC",
     "moe": "mtrl_bench.agents.mtppo:MOE",
     "moe-pcgrad": "mtrl_bench.agents.mtppo:MOE_PCGRAD",

@@ -10,6 +10,9 @@ from mtrl_bench.runner import RunConfig, resolve
 from mtrl_bench.types import AgentSpec, Policy
 
 AGENTS = agent_ids()
+#: agents that are another agent's code with another config: their training contract runs slow
+SAME_CODE_AS = {"independent": "camrl"}
+TRAINED = [pytest.param(a, marks=pytest.mark.slow) if a in SAME_CODE_AS else a for a in AGENTS]
 
 
 def preset(spec: AgentSpec) -> str:
@@ -38,7 +41,7 @@ def test_spec_shape(agent_id):
         assert isinstance(config, spec.config_cls)
 
 
-@pytest.mark.parametrize("agent_id", AGENTS)
+@pytest.mark.parametrize("agent_id", TRAINED)
 def test_train_act_save_load_same_actions(agent_id, tmp_path):
     spec = get_agent(agent_id)
     suite = get_suite(CONTRACT_SUITES.get(agent_id) or toy_suite(spec))
