@@ -30,10 +30,10 @@ BROKEN = dataclasses.replace(RANDOM, id="broken", train=_broken_train)
 
 def records(root: Path) -> dict[str, list[dict]]:
     """Each run's eval records without their timestamps (all that may differ between
-    executors on one machine)."""
-    return {str(p.parent.relative_to(root)): [{k: v for k, v in r.items() if k != "time"}
-                                              for r in read_jsonl(p)]
-            for p in sorted(root.rglob("eval.jsonl"))}  # fmt: skip
+    executors on one machine) and git commit (other work commits to this checkout)."""
+    return {str(p.parent.relative_to(root)): [
+        {k: v for k, v in r.items() if k not in ("time", "git_sha", "git_dirty")}
+        for r in read_jsonl(p)] for p in sorted(root.rglob("eval.jsonl"))}  # fmt: skip
 
 
 def test_sweep_runs_skips_and_dry_runs(tmp_path, capsys):

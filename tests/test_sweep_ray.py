@@ -89,13 +89,14 @@ class Cluster:
         process groups of their own)."""
         return pid in self.processes()
 
-    def processes(self) -> set[int]:
-        """Every live process started by this cluster's nodes (from /proc's parent links)."""
+    def processes(self, nodes=None) -> set[int]:
+        """Every live process started by these nodes (default: all; from /proc's parent
+        links)."""
         parent = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, IndexError):
                 parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        mine, grew = {n.pid for n in self.nodes if n.poll() is None}, True
+        mine, grew = {n.pid for n in nodes or self.nodes if n.poll() is None}, True
         while grew:
             more = {p for p, pp in parent.items() if pp in mine} - mine
             mine, grew = mine | more, bool(more)
@@ -118,8 +119,9 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@contextlib.contextmanager
+def two_nodes():
+    """A head node and a second node, this process connected as the driver."""
     # Not pytest's tmp_path: Ray's socket paths live under --temp-dir and must stay short.
     root = Path(tempfile.mkdtemp(prefix="mtrl-ray-", dir="/tmp"))
     c = Cluster(root)
@@ -133,6 +135,12 @@ def cluster():
     finally:
         c.stop()
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with two_nodes() as c:
+        yield c
 
 
 def _listening(port: int) -> bool:
@@ -210,3 +218,62 @@ def test_ray_sweep_retries_a_killed_worker_from_its_checkpoint(cluster, tmp_path
     assert len(outcomes) == 6
     assert_eval_complete(store, outcomes)
     assert_resumed(run, rows_before, LONG)
+
+
+@pytest.mark.slow
+def test_ray_and_local_write_identical_eval_records(cluster, tmp_path):
+    """Six runs on the toy suite and JAX MiniGrid MT3 (MTPPO's ci preset and the random
+    policy) on the cluster, and the same grid with the local executor: identical eval records
+    but for their timestamps (and git commit, see below)."""
+    jax_suite = "minigrid-jax/mt3-v1"
+    grids = [Grid(agents=("mtppo",), presets=("ci",), suites=(TOY,), seeds=(0, 1), steps=768,
+                  eval_episodes=2),
+             Grid(agents=("mtppo",), presets=("ci",), suites=(jax_suite,), steps=384,
+                  eval_episodes=2),
+             Grid(agents=("random",), suites=(TOY,), steps=5, eval_episodes=2),
+             Grid(agents=("random",), suites=(jax_suite,), seeds=(0, 1), steps=5,
+                  eval_episodes=2)]  # fmt: skip
+    on_ray, local = tmp_path / "ray", tmp_path / "local"
+    outcomes = run_sweep(grids, Store(on_ray), executor="ray", progress=False)
+    assert len(outcomes) == 6
+    assert_eval_complete(on_ray, outcomes)
+    run_sweep(grids, Store(local), executor="local", jobs=1, progress=False)
+    # Timestamps, and the commit: other work commits to this checkout while the test runs.
+    strip = lambda root: {p.parent.relative_to(root): [  # noqa: E731
+        {k: v for k, v in r.items() if k not in ("time", "git_sha", "git_dirty")}
+        for r in read_jsonl(p)] for p in sorted(root.rglob("eval.jsonl"))}  # fmt: skip
+    assert strip(on_ray) == strip(local) and len(strip(local)) == 6
+
+
+@pytest.mark.slow
+def test_ray_sweep_completes_on_the_head_after_losing_a_node(cluster, tmp_path):
+    """The second node is killed (its process group and every process it started, as a lost
+    machine) while it runs an MTPPO run; Ray retries that run on the head, where it resumes
+    from its checkpoint, and the sweep completes. A new second node replaces it afterwards."""
+    store, second = tmp_path / "runs", cluster.nodes[-1]
+    runs = [store / TOY / "mtppo" / str(s) for s in (0, 1, 2)]
+    join = sweep_in_thread(toy_grids((0,), (0, 1, 2)), Store(store), max_retries=3)
+
+    def on_second():
+        for run in runs:
+            pid = attempt_pid(run)
+            if pid is not None and pid in cluster.processes([second]):
+                return run
+        return None
+
+    run = wait_for(on_second, what="a checkpoint of a run on the second node")
+    rows_before = len(read_jsonl(run / "metrics.jsonl"))
+    doomed = cluster.processes([second])
+    cluster.kill(second)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    try:
+        outcomes = join()
+        assert cluster.alive() == 1
+        assert len(outcomes) == 4
+        assert_eval_complete(store, outcomes)
+        assert_resumed(run, rows_before, LONG)
+    finally:
+        cluster.start_node()
+        wait_for(lambda: cluster.alive() == 2, 60, "a new second node")
