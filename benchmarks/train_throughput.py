@@ -14,7 +14,10 @@ Measurements, all in this process, each after a warm-up (compile for JAX, one ro
 2. **MLP**: the same with SB3's default small MLP (64, 64) on the flattened grid on both sides
    (ours: ``encoder="mlp"``, per-task heads of width 64), where env stepping and Python
    overhead dominate. Target >= 20x.
-3. **FLOP/s**: analytic FLOPs of one update (forward 2 x MACs; backward counted as 2 x forward)
+3. **CAMRL**: env-steps/s of CAMRL (``paper`` preset, mode switch without the warm-up) against
+   our MTPPO, and the share of its wall time spent in curriculum iterations (their count in the
+   switch run times the time of one, from all-curriculum and all-independent runs).
+4. **FLOP/s**: analytic FLOPs of one update (forward 2 x MACs; backward counted as 2 x forward)
    divided by the time of the jitted update alone, against the peak of a 2048^3 float32
    matmul. Also the update time with ``lax.conv`` instead of our im2col matmuls. Target 50 %.
 
@@ -56,6 +59,22 @@ def ours_sps(config: mtppo.Config, suite_id: str, updates: int) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(run(learner, env, updates))
     return updates * config.steps_per_task * len(algo.task_ids) / (time.perf_counter() - t0)
+
+
+def camrl_run(mode: str, updates: int) -> tuple[float, int]:
+    """CAMRL (``paper`` preset, no warm-up) on MT3: seconds of ``updates`` iterations (one jitted
+    scan, after compiling it) and how many of them were curriculum iterations."""
+    from mtrl_bench.agents import camrl
+
+    suite = get_suite("minigrid-jax/mt3-v1")
+    algo = camrl.build(camrl.Config(mode=mode, warmup=0), suite)  # type: ignore[arg-type]
+    start, run = camrl.make_chunk(algo, suite)
+    state, env = jax.jit(start)(*run_keys(0, 3))
+    run = jax.jit(run, static_argnums=2)
+    jax.block_until_ready(run(state, env, updates))  # compile + warm-up
+    t0 = time.perf_counter()
+    (state, _), _ = jax.block_until_ready(run(state, env, updates))
+    return time.perf_counter() - t0, int(state.curriculum_iters)
 
 
 def sb3_sps(features: str, net_arch: tuple[int, ...], updates: int) -> float:
@@ -160,6 +179,17 @@ def main() -> None:
     mlp = mtppo.Config(network="mtppo", encoder="mlp", mlp_widths=(64, 64), hidden=64)
     row("mt3 train mlp mtppo", ours_sps(mlp, "minigrid-jax/mt3-v1", updates), sb3_mlp,
         "sb3 ppo mlp (64, 64)", "env-steps/s", target=20.0)  # fmt: skip
+
+    log("CAMRL on minigrid-jax/mt3-v1: mode switch, then always / never curriculum iterations")
+    seconds, n_curriculum = camrl_run("switch", updates)
+    per_iter = {mode: camrl_run(mode, updates)[0] / updates for mode in ("always", "never")}
+    spent = n_curriculum * per_iter["always"]
+    share = spent / (spent + (updates - n_curriculum) * per_iter["never"])
+    mtppo_sps = ours_sps(mtppo.Config(network="mtppo"), "minigrid-jax/mt3-v1", updates)
+    row("mt3 train camrl", updates * 6000 / seconds, mtppo_sps, "our mtppo (cnn)", "env-steps/s",
+        curriculum_share_of_time=share, curriculum_iterations=n_curriculum,
+        iterations=updates, curriculum_iter_s=per_iter["always"],
+        independent_iter_s=per_iter["never"])  # fmt: skip
 
     log("peak: 2048^3 float32 matmul")
     peak = peak_flops()
