@@ -103,7 +103,8 @@ def test_reconstruction_term_equals_the_direct_sum():
     for s in (3,):  # U \ t: the unplaced tasks other than t
         recon = sum(ctx.transfer[j, s] * w[j] for j in (0, 2)) + row[s] * w[t]
         direct += float(((w[s] - recon) ** 2).sum())
-    terms = parts.composite_terms(row, jnp.int32(t), ctx, 0.01, 200.0, 0.01)
+    terms = jax.jit(parts.composite_terms, static_argnums=(3, 4, 5))(row, jnp.int32(t), ctx, 0.01,
+                                                                      200.0, 0.01)  # fmt: skip
     assert float(terms[1]) == pytest.approx(direct, rel=1e-4)
     assert float(terms[0]) == pytest.approx(float((1 + 0.01 * (row.sum() - row[t])) * -0.1), rel=1e-5)
 
