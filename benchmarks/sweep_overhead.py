@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/sweep_overhead.json"))
     args = parser.parse_args(argv)
+    # A local, single-machine instance: no token authentication (Ray would otherwise write a
+    # token to ~/.ray, which later `ray start` clusters on this machine then require).
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     start = time.perf_counter()

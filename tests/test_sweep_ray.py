@@ -125,6 +125,10 @@ def two_nodes():
     # Not pytest's tmp_path: Ray's socket paths live under --temp-dir and must stay short.
     root = Path(tempfile.mkdtemp(prefix="mtrl-ray-", dir="/tmp"))
     c = Cluster(root)
+    # Loopback only: no token authentication, whatever a local Ray left in ~/.ray (Ray >= 2.5x
+    # turns it on when it finds a token there); nodes inherit this, the driver reads it here.
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
         c.start_node(head=True)
         wait_for(lambda: _listening(c.port), 60, "the head node's GCS port")
@@ -135,6 +139,10 @@ def two_nodes():
     finally:
         c.stop()
         subprocess.run(["rm", "-rf", str(root)], check=False)
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
 
 
 @pytest.fixture(scope="module")
