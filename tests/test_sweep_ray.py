@@ -277,8 +277,8 @@ def test_ray_sweep_completes_on_the_head_after_losing_a_node(cluster, tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     try:
-        outcomes = join()
-        assert cluster.alive() == 1
+        outcomes = join()  # the retry on the head can finish before Ray's health checks
+        wait_for(lambda: cluster.alive() == 1, 60, "the head to list the second node as dead")
         assert len(outcomes) == 4
         assert_eval_complete(store, outcomes)
         assert_resumed(run, rows_before, LONG)
