@@ -114,6 +114,14 @@ class DarkRoomJax:
         return _autoreset(self, key, params, pos, GoalState(pos, t), on_goal.astype(_F32),
                           truncated, on_goal)  # fmt: skip
 
+    def optimal_action(self, params: GoalParams, obs: jax.Array) -> jax.Array:
+        """DPT's label: +x / -x until the goal's column, then +y / -y, then stay (T2MIR's
+        ``opt_action`` order). ``obs`` (..., 2)."""
+        dx = params.goal[..., 0] - obs[..., 0].astype(jnp.int32)
+        dy = params.goal[..., 1] - obs[..., 1].astype(jnp.int32)
+        return jnp.where(dx > 0, 0, jnp.where(dx < 0, 1, jnp.where(dy > 0, 2,
+                                                                    jnp.where(dy < 0, 3, 4))))
+
 
 class PointRobotJax:
     """The Point-Robot of the module docstring."""
@@ -139,6 +147,11 @@ class PointRobotJax:
                           dist < POINT_SUCCESS_RADIUS)  # fmt: skip
 
 
+    def optimal_action(self, params: GoalParams, obs: jax.Array) -> jax.Array:
+        """DPT's label: the full-speed step towards the goal, clipped to the action box."""
+        return jnp.clip((params.goal - obs) / POINT_STEP, -1.0, 1.0)
+
+
 @cache
 def _env(kind: str, dim: int) -> DarkRoomJax | PointRobotJax:
     return DarkRoomJax(dim) if kind == "darkroom" else PointRobotJax()
@@ -149,8 +162,10 @@ def make_suite_env(suite: Suite) -> DarkRoomJax | PointRobotJax:
     return _env(suite.options["kind"], int(suite.options.get("dim", 0)))
 
 
-def _darkroom(name: str, dim: int, horizon: int, held_out: tuple[int, ...], episodes: int,
-              what: str) -> Suite:  # fmt: skip
+def darkroom_suite(name: str, dim: int, horizon: int, held_out: tuple[int, ...], episodes: int,
+                   what: str) -> Suite:  # fmt: skip
+    """A ``darkroom/<name>-v1`` suite: every cell a goal, ``held_out`` cells (``x * dim + y``)
+    in ``test`` (the registered suites below; tests build small ones)."""
     cells = [(x, y) for x in range(dim) for y in range(dim)]
     order = [c for c in range(dim * dim) if c not in held_out] + list(held_out)
     tasks = []
@@ -195,8 +210,8 @@ def _point_robot() -> Suite:
     )  # fmt: skip
 
 
-DARKROOM_DPT = _darkroom("dpt", 9, 20, DPT_HELD_OUT, 30,
-                         "DPT's DarkRoom: 9x9, hidden goal, 20 steps; 65/16 goals")
-DARKROOM_AD = _darkroom("ad", 10, 100, AD_HELD_OUT, 100,
-                        "T2MIR-AD's DarkRoom: 10x10, hidden goal, 100 steps; 80/20 goals")
+DARKROOM_DPT = darkroom_suite("dpt", 9, 20, DPT_HELD_OUT, 30,
+                              "DPT's DarkRoom: 9x9, hidden goal, 20 steps; 65/16 goals")
+DARKROOM_AD = darkroom_suite("ad", 10, 100, AD_HELD_OUT, 100,
+                             "T2MIR-AD's DarkRoom: 10x10, hidden goal, 100 steps; 80/20 goals")
 POINT_ROBOT = _point_robot()
