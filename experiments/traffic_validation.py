@@ -2,7 +2,7 @@
 
     python -m experiments.traffic_validation            # full grid -> results/traffic/
     python -m experiments.traffic_validation --small    # the slow test's grid, fewer seeds
-    python -m experiments.traffic_validation --calibrate  # the CTM's wave speed x lost time grid
+    python -m experiments.traffic_validation --calibrate  # = experiments.traffic_calibration
 
 For every context of a small grid and two simple controllers per family, one episode per seed on
 each backend (3 seeds for signal control, 8 for eco-driving; same scenario definition,
@@ -18,7 +18,12 @@ seed-averaged metrics and their relative error:
   share of the episode's generated vehicles that left the exit by its end: a throughput that
   does not depend on how many vehicles the draws generated).
 
-Controller ranking: per context, does the better controller (by return) agree across backends.
+Controller ranking: per context, does the better controller (by return, or delay) agree across
+backends, counted over the contexts where both backends separate the two controllers by more
+than ``RANK_MARGIN`` of their score (the others are ties within the seed noise), with an exact
+(Clopper-Pearson) 95 % binomial interval. Eco-driving's two controllers differ only where CAVs
+are common, so its ranking grid crosses CAV penetration with green phase and inflow
+(``ECO_RANKING``; the table shows these contexts' returns only).
 Writes ``results/traffic/validation.json`` and ``validation.md``.
 """
 
@@ -30,6 +35,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from mtrl_bench.envs.traffic import eco, eco_jax, signal, signal_jax
 from mtrl_bench.results import atomic_write_json, provenance
@@ -44,15 +50,21 @@ RANK_MARGIN = 0.03
 #: episodes per backend, context and controller: eco-driving episodes are short (300 s, ~33
 #: vehicles at the default inflow), so their demand noise needs more of them
 SEEDS = {"full": {"signal": 3, "eco": 8}, "small": {"signal": 2, "eco": 4}}
+#: eco-driving's ranking grid: CAV penetration x green phase x inflow (multi-axis contexts)
+ECO_RANKING = [{"penrate": pr, "green": g, "inflow": f} for pr in (0.5, 0.75, 1.0)
+               for g in (5.0, 10.0, 20.0, 35.0, 50.0) for f in (400.0, 800.0)]  # fmt: skip
 GRIDS = {
-    "full": {"signal": [("inflow", v) for v in (250, 750, 1250, 1750, 2250)]
-             + [("length", v) for v in (100, 400, 1500)] + [("speed", v) for v in (5, 10, 20)],
-             "eco": [("green", v) for v in (5, 10, 20, 35, 50)]
-             + [("inflow", v) for v in (200, 800, 1600)] + [("penrate", v) for v in (0.5, 1.0)]},
+    "full": {"signal": [{"inflow": v} for v in (250.0, 750.0, 1250.0, 1750.0, 2250.0)]
+             + [{"length": v} for v in (100.0, 400.0, 1500.0)]
+             + [{"speed": v} for v in (5.0, 10.0, 20.0)],
+             "eco": [{"green": v} for v in (5.0, 10.0, 20.0, 35.0, 50.0)]
+             + [{"inflow": v} for v in (200.0, 800.0, 1600.0)]
+             + [{"penrate": v} for v in (0.5, 1.0)] + ECO_RANKING},
     # the slow test's grid stays below saturation: near it (>= ~2000 vehicles per episode under
     # fixed-time) the delay diverges, and 2-3 seeds of either simulator differ by +-50 %
-    "small": {"signal": [("inflow", v) for v in (500, 1500)] + [("length", 200), ("speed", 10)],
-              "eco": [("green", v) for v in (5, 20, 50)] + [("inflow", 1000)]},
+    "small": {"signal": [{"inflow": 500.0}, {"inflow": 1500.0}, {"length": 200.0},
+                         {"speed": 10.0}],
+              "eco": [{"green": v} for v in (5.0, 20.0, 50.0)] + [{"inflow": 1000.0}]},
 }  # fmt: skip
 NEAR_M = 40.0  # max-pressure looks at the bins within this distance of the stop line
 
@@ -69,22 +81,62 @@ def max_pressure(obs: np.ndarray, k: int) -> int:
     return int(np.argmax(signal.GREEN_GROUPS @ veh))
 
 
-def _signal_jax(ctx: dict, policy, seed: int) -> dict:
-    env = signal_jax.SignalJax()
-    attr, value = next(iter(ctx.items()))
-    p = env.params(Task("v", 0, signal.MAX_STEPS, kwargs=(("attr", attr), ("value", value))))
-    obs, st = env.reset(jax.random.PRNGKey(seed), p)
-    step, inside, k, key = jax.jit(env.step_env), [], 0, jax.random.PRNGKey(seed + 1000)
-    while True:
+def _task(steps: int, attr: str, value: float) -> Task:
+    return Task("v", 0, steps, kwargs=(("attr", attr), ("value", float(value))))
+
+
+def _stack(params: list):
+    return jax.tree.map(lambda *x: jnp.stack(x), *params)
+
+
+def _keys(seeds: list[int], offset: int = 0) -> jax.Array:
+    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.int32) + offset)
+
+
+def _stepper(env):
+    """``(key, state, action, params) -> (next key, step_env(...))``, vmapped and jitted: each
+    episode of a batch draws its step keys from its own chain, as one unbatched episode would.
+    A fresh jit per call, so a changed module constant (``signal.LOST_S``) is traced anew."""
+
+    def one(key, state, action, p):
         key, sub = jax.random.split(key)
-        obs, st, _, _, trunc, _ = step(sub, st, policy(np.asarray(obs), k), p)
-        inside.append(float(st.n.sum() + st.queue.sum()))
-        k += 1
-        if bool(trunc):
+        return key, env.step_env(sub, state, action, p)
+
+    return jax.jit(jax.vmap(one))
+
+
+def _signal_jax_batch(runs: list[tuple[dict, int]], policy) -> list[dict]:
+    """One CTM episode per ``(context, seed)``, all in one vmapped batch (the context's axes at
+    their values, the others at their defaults); the policy acts on each episode's observation."""
+    env = signal_jax.SignalJax()
+    p = _stack([env.params(_task(signal.MAX_STEPS, *next(iter(c.items())))) for c, _ in runs])
+    seeds = [s for _, s in runs]
+    obs, st = jax.vmap(env.reset)(_keys(seeds), p)
+    step, key, n = _stepper(env), _keys(seeds, 1000), len(runs)
+    inside, count = np.zeros(n), np.zeros(n)
+    done = np.zeros(n, bool)
+    delay, departed = np.zeros(n), np.zeros(n)
+    for k in range(signal.MAX_STEPS):
+        obs_np = np.asarray(obs)
+        act = jnp.asarray([policy(o, k) for o in obs_np], jnp.int32)
+        key, (obs, st, _, _, trunc, _) = step(key, st, act, p)
+        live = ~done  # episodes that took this decision (an unbatched run stops at truncation)
+        inside += live * np.asarray(st.n.sum((1, 2)) + st.queue.sum(1))
+        count += live
+        now = live & np.asarray(trunc)
+        delay = np.where(now, np.asarray(st.delay), delay)
+        departed = np.where(now, np.asarray(st.departed), departed)
+        done |= now
+        if done.all():
             break
-    flow = float(p.flow)
-    return {"delay_s": float(st.delay) / flow, "in_system": float(np.mean(inside)),
-            "throughput_vph": float(st.departed) * 3600 / signal.HORIZON_S}  # fmt: skip
+    flow = np.asarray(p.flow, float)
+    return [{"delay_s": float(delay[i] / flow[i]), "in_system": float(inside[i] / count[i]),
+             "throughput_vph": float(departed[i]) * 3600 / signal.HORIZON_S}
+            for i in range(n)]  # fmt: skip
+
+
+def _signal_jax(ctx: dict, policy, seed: int) -> dict:
+    return _signal_jax_batch([(ctx, seed)], policy)[0]
 
 
 def _signal_sumo(ctx: dict, policy, seed: int) -> dict:
@@ -109,21 +161,39 @@ def _all_idm(obs: np.ndarray, green: float) -> np.ndarray:
     return np.full(eco.MAX_VEHICLES, eco.MAX_ACTION, np.float32)
 
 
-def _eco_jax(ctx: dict, policy, seed: int) -> dict:
+def _eco_params(env, ctx: dict):
+    """Eco-driving params of a context over any of its axes (the others at their defaults):
+    each axis's field from the single-axis params of that axis's value."""
+    full = {**eco.DEFAULTS, **ctx}
+    one = {k: env.params(_task(eco.MAX_STEPS, k, v)) for k, v in full.items()}
+    return one["green"]._replace(p_arrival=one["inflow"].p_arrival, penrate=one["penrate"].penrate)
+
+
+def _eco_jax_batch(runs: list[tuple[dict, int]], policy) -> list[dict]:
+    """One IDM episode per ``(context, seed)``, all in one vmapped batch."""
     env = eco_jax.EcoJax()
-    attr, value = next(iter(ctx.items()))
-    p = env.params(Task("v", 0, eco.MAX_STEPS, kwargs=(("attr", attr), ("value", value))))
-    green = float(p.green)
-    obs, st = env.reset(jax.random.PRNGKey(seed), p)
-    step, key, ret, speeds = jax.jit(env.step_env), jax.random.PRNGKey(seed + 1000), 0.0, []
+    p = _stack([_eco_params(env, c) for c, _ in runs])
+    seeds, n = [s for _, s in runs], len(runs)
+    greens = np.asarray(p.green, float)
+    obs, st = jax.vmap(env.reset)(_keys(seeds), p)
+    step, key = _stepper(env), _keys(seeds, 1000)
+    ret, speed_sum, speed_n = np.zeros(n), np.zeros(n), np.zeros(n)
     for _ in range(eco.MAX_STEPS):
-        key, sub = jax.random.split(key)
-        obs, st, r, *_ = step(sub, st, jnp.asarray(policy(np.asarray(obs), green)), p)
-        ret += float(r)
-        if int(st.count):
-            speeds.append(float((st.vel * st.active).sum()) / int(st.count))
-    return {"return": ret, "mean_speed": float(np.mean(speeds)),
-            "exit_share": int(st.exited) / max(int(st.arrived), 1)}  # fmt: skip
+        obs_np = np.asarray(obs)
+        act = jnp.asarray(np.stack([policy(obs_np[i], greens[i]) for i in range(n)]))
+        key, (obs, st, r, *_) = step(key, st, act, p)
+        ret += np.asarray(r)
+        count = np.asarray(st.count)
+        on = count > 0
+        speed_sum += np.where(on, np.asarray((st.vel * st.active).sum(1)) / np.maximum(count, 1), 0)
+        speed_n += on
+    exited, arrived = np.asarray(st.exited), np.asarray(st.arrived)
+    return [{"return": float(ret[i]), "mean_speed": float(speed_sum[i] / speed_n[i]),
+             "exit_share": int(exited[i]) / max(int(arrived[i]), 1)} for i in range(n)]  # fmt: skip
+
+
+def _eco_jax(ctx: dict, policy, seed: int) -> dict:
+    return _eco_jax_batch([(ctx, seed)], policy)[0]
 
 
 def _eco_sumo(ctx: dict, policy, seed: int) -> dict:
@@ -145,92 +215,111 @@ def _eco_sumo(ctx: dict, policy, seed: int) -> dict:
 
 
 FAMILIES = {
-    "signal": ({"fixed-time": fixed_time, "max-pressure": max_pressure}, _signal_jax, _signal_sumo),
-    "eco": ({"all-IDM": _all_idm, "glide-to-green": eco.glide_to_green}, _eco_jax, _eco_sumo),
-}
+    "signal": ({"fixed-time": fixed_time, "max-pressure": max_pressure}, _signal_jax_batch,
+               _signal_sumo),
+    "eco": ({"all-IDM": _all_idm, "glide-to-green": eco.glide_to_green}, _eco_jax_batch,
+            _eco_sumo),
+}  # fmt: skip
 
 
 def validate(grid: str = "full") -> list[dict]:
     """One row per (family, context, controller, metric) with both means and the relative error."""
     rows = []
     for family, (controllers, run_jax, run_sumo) in FAMILIES.items():
-        seeds = SEEDS[grid][family]
-        for attr, value in GRIDS[grid][family]:
-            ctx = {attr: float(value)}
-            for name, policy in controllers.items():
-                js = [run_jax(ctx, policy, s) for s in range(seeds)]
+        seeds, ctxs = SEEDS[grid][family], GRIDS[grid][family]
+        for name, policy in controllers.items():
+            # every context x seed of the JAX backend in one vmapped batch
+            js = run_jax([(c, s) for c in ctxs for s in range(seeds)], policy)
+            for i, ctx in enumerate(ctxs):
                 ss = [run_sumo(ctx, policy, s) for s in range(seeds)]
-                for metric in js[0]:
-                    j = float(np.mean([x[metric] for x in js]))
+                for metric in ss[0]:
+                    j = float(np.mean([x[metric] for x in js[i * seeds : (i + 1) * seeds]]))
                     s = float(np.mean([x[metric] for x in ss]))
-                    rows.append({"family": family, "context": attr, "value": value,
-                                 "controller": name, "metric": metric, "jax": j, "sumo": s,
+                    rows.append({"family": family, "context": ctx, "controller": name,
+                                 "metric": metric, "jax": j, "sumo": s,
                                  "rel_err": (j - s) / abs(s) if s else 0.0})  # fmt: skip
     return rows
+
+
+def _ctx_name(ctx: dict) -> str:
+    return ", ".join(f"{k} = {v:g}" for k, v in ctx.items())
+
+
+def rankings(rows: list[dict], family: str, margin: float = 0.0) -> list[dict]:
+    """Per context: both backends' scores of the two controllers, whether both backends
+    separate them by more than ``margin`` of their score, and whether they rank them the same."""
+    metric = "delay_s" if family == "signal" else "return"
+    sign = -1.0 if family == "signal" else 1.0  # lower delay is better
+    by_ctx: dict[str, dict] = {}
+    for r in rows:
+        if r["family"] == family and r["metric"] == metric:
+            e = by_ctx.setdefault(_ctx_name(r["context"]), {"context": r["context"]})
+            e.setdefault("controllers", []).append(r["controller"])
+            e.setdefault("jax", []).append(r["jax"])
+            e.setdefault("sumo", []).append(r["sumo"])
+    out = []
+    for e in by_ctx.values():
+        (a_j, b_j), (a_s, b_s) = e["jax"], e["sumo"]
+        clear = all(abs(a - b) > margin * max(abs(a), abs(b)) for a, b in ((a_j, b_j), (a_s, b_s)))
+        same = bool(np.sign(sign * (a_j - b_j)) == np.sign(sign * (a_s - b_s)))
+        out.append({**e, "separated": bool(clear), "agree": same})
+    return out
 
 
 def ranking_agreement(rows: list[dict], family: str, margin: float = 0.0) -> float:
     """Fraction of contexts where both backends rank the family's two controllers the same;
     with ``margin``, only the contexts where both backends separate the controllers by more than
     that fraction of their score (the others are ties within the seed noise)."""
-    metric = "delay_s" if family == "signal" else "return"
-    sign = -1.0 if family == "signal" else 1.0  # lower delay is better
-    by_ctx: dict[tuple, dict[str, tuple[float, float]]] = {}
-    for r in rows:
-        if r["family"] == family and r["metric"] == metric:
-            by_ctx.setdefault((r["context"], r["value"]), {})[r["controller"]] = (
-                r["jax"],
-                r["sumo"],
-            )
-    agree = []
-    for scores in by_ctx.values():
-        (a_j, a_s), (b_j, b_s) = scores.values()
-        clear = all(abs(a - b) > margin * max(abs(a), abs(b)) for a, b in ((a_j, b_j), (a_s, b_s)))
-        if clear:
-            agree.append(np.sign(sign * (a_j - b_j)) == np.sign(sign * (a_s - b_s)))
+    agree = [r["agree"] for r in rankings(rows, family, margin) if r["separated"]]
     return float(np.mean(agree)) if agree else float("nan")
+
+
+def agreement_ci(rows: list[dict], family: str, margin: float) -> tuple[int, int, float, float]:
+    """``(agreeing, separated contexts, 95 % Clopper-Pearson interval)`` of the agreement."""
+    agree = [r["agree"] for r in rankings(rows, family, margin) if r["separated"]]
+    k, n = int(sum(agree)), len(agree)
+    if n == 0:
+        return 0, 0, float("nan"), float("nan")
+    ci = scipy.stats.binomtest(k, n).proportion_ci(0.95, method="exact")
+    return k, n, float(ci.low), float(ci.high)
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| family | context | controller | metric | JAX | SUMO | rel. error |",
              "|---|---|---|---|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        ctx = f"{r['context']} = {r['value']:g}"
-        lines.append(f"| {r['family']} | {ctx} | {r['controller']} | {r['metric']} | "
-                     f"{r['jax']:.2f} | {r['sumo']:.2f} | {r['rel_err']:+.1%} |")  # fmt: skip
+        if len(r["context"]) > 1:  # the ranking grid: in the ranking table below
+            continue
+        lines.append(f"| {r['family']} | {_ctx_name(r['context'])} | {r['controller']} | "
+                     f"{r['metric']} | {r['jax']:.2f} | {r['sumo']:.2f} | "
+                     f"{r['rel_err']:+.1%} |")  # fmt: skip
+    ranked = [e for e in rankings(rows, "eco", RANK_MARGIN) if len(e["context"]) > 1]
+    if ranked:
+        a, b = ranked[0]["controllers"]
+        lines += ["", f"Eco-driving's ranking grid (return; separated: both backends' "
+                  f"controllers differ by > {RANK_MARGIN:.0%}):", "",
+                  f"| context | JAX {a} | JAX {b} | SUMO {a} | SUMO {b} | separated | agree |",
+                  "|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+        for e in ranked:
+            lines.append(f"| {_ctx_name(e['context'])} | {e['jax'][0]:.2f} | {e['jax'][1]:.2f} | "
+                         f"{e['sumo'][0]:.2f} | {e['sumo'][1]:.2f} | "
+                         f"{'yes' if e['separated'] else 'no'} | "
+                         f"{'yes' if e['agree'] else 'no'} |")  # fmt: skip
     for family in FAMILIES:
+        k, n, lo, hi = agreement_ci(rows, family, RANK_MARGIN)
         lines.append(f"\nController ranking agreement ({family}): "
-                     f"{ranking_agreement(rows, family):.0%} of all contexts, "
-                     f"{ranking_agreement(rows, family, RANK_MARGIN):.0%} of the contexts where "
-                     f"both backends separate the controllers by > {RANK_MARGIN:.0%}")  # fmt: skip
+                     f"{ranking_agreement(rows, family):.0%} of all "
+                     f"{len(rankings(rows, family))} contexts; {k} of the {n} contexts where both "
+                     f"backends separate the controllers by > {RANK_MARGIN:.0%} "
+                     f"(95 % Clopper-Pearson interval [{lo:.2f}, {hi:.2f}])")  # fmt: skip
     return "\n".join(lines)
-
-
-def calibrate(seeds: int = 2) -> list[tuple[float, int, float]]:
-    """``(wave speed, lost time, rms relative delay error)`` over a grid: fixed-time and
-    max-pressure at inflow 750 / 1500 / 2250 against SUMO (how ``signal.WAVE_SPEED`` and
-    ``signal.LOST_S`` were chosen)."""
-    ctxs = [{"inflow": f} for f in (750.0, 1500.0, 2250.0)]
-    pols = (fixed_time, max_pressure)
-    mean = lambda run, c, p: np.mean([run(c, p, s)["delay_s"] for s in range(seeds)])  # noqa: E731
-    ref = [mean(_signal_sumo, c, p) for c in ctxs for p in pols]
-    saved, out = (signal.WAVE_SPEED, signal.LOST_S), []
-    try:
-        for w, lost in [(w, lost) for w in (3.3, 4.0, 4.5, 5.0) for lost in (0, 2, 3, 4)]:
-            signal.WAVE_SPEED, signal.LOST_S = w, lost
-            ours = [mean(_signal_jax, c, p) for c in ctxs for p in pols]
-            rms = float(np.sqrt(np.mean((np.array(ours) / np.array(ref) - 1) ** 2)))
-            out.append((w, lost, rms))
-            print(f"wave speed {w} m/s, lost time {lost} s: rms relative error {rms:.3f}")
-    finally:
-        signal.WAVE_SPEED, signal.LOST_S = saved
-    return out
 
 
 def main(argv: list[str]) -> int:
     if "--calibrate" in argv:
-        calibrate()
-        return 0
+        from experiments import traffic_calibration
+
+        return traffic_calibration.main([a for a in argv if a != "--calibrate"])
     small = "--small" in argv
     rows = validate("small" if small else "full")
     text = table(rows)

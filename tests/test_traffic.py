@@ -200,3 +200,62 @@ def test_jax_agrees_with_sumo_and_controllers_rank_the_same():
     # at this grid's CAV penetration (0.2) eco-driving's two controllers are within 3 % of each
     # other on both backends (a tie); the full grid's high-penetration contexts separate them
     assert tv.ranking_agreement(rows, "signal", tv.RANK_MARGIN) >= 0.75
+
+
+def test_eco_validation_contexts_cross_axes():
+    """The eco ranking grid's multi-axis contexts set every axis they name, the rest at defaults."""
+    from experiments import traffic_validation as tv
+
+    env = eco_jax.EcoJax()
+    p = tv._eco_params(env, {"penrate": 1.0, "green": 20.0})
+    single = {k: env.params(_task(k, v, eco.MAX_STEPS)) for k, v in
+              (("penrate", 1.0), ("green", 20.0), ("inflow", eco.DEFAULTS["inflow"]))}  # fmt: skip
+    assert float(p.penrate) == float(single["penrate"].penrate) == 1.0
+    assert float(p.green) == float(single["green"].green) == 20.0
+    assert float(p.p_arrival) == float(single["inflow"].p_arrival)
+    assert float(p.red) == eco.RED_S
+
+
+def test_ranking_counts_only_separated_contexts():
+    from experiments import traffic_validation as tv
+
+    def rows(ctx, a, b):  # returns (JAX, SUMO) of the two controllers
+        return [{"family": "eco", "context": ctx, "controller": c, "metric": "return",
+                 "jax": j, "sumo": s} for c, (j, s) in (("x", a), ("y", b))]  # fmt: skip
+
+    data = (
+        rows({"green": 1.0}, (5.0, 5.0), (4.0, 4.0))  # separated, agree
+        + rows({"green": 2.0}, (5.0, 4.0), (4.0, 5.0))  # separated, disagree
+        + rows({"green": 3.0}, (5.0, 5.0), (4.99, 5.01))  # a tie on both: not counted
+    )
+    assert tv.ranking_agreement(data, "eco", 0.03) == 0.5
+    assert tv.ranking_agreement(data, "eco") == pytest.approx(1 / 3)
+    k, n, lo, hi = tv.agreement_ci(data, "eco", 0.03)
+    assert (k, n) == (1, 2) and 0.0 < lo < 0.5 < hi < 1.0
+
+
+def test_calibration_ranks_the_setting_that_matches_sumo_first():
+    """Synthetic episodes: setting "a" reproduces SUMO up to noise, "b" is 20 % high on delay and
+    in-system; the fit puts "a" first with P(best) 1, and the held-out check prefers it."""
+    from experiments import traffic_calibration as tc
+
+    rng = np.random.default_rng(0)
+    shape = (3, 2, 6, 3)  # [context, controller, seed, metric]
+    sumo = 10 + rng.random(shape)
+    a = sumo * (1 + 0.01 * rng.standard_normal(shape))
+    b = sumo * np.array([1.2, 1.2, 1.0])
+    fit = [{"inflow": 750.0}, {"inflow": 1500.0}, {"inflow": 2250.0}]
+    d = {"current": {"wave_speed": 1.0, "lost_s": 1}, "fit_contexts": fit,
+         "held_out_contexts": fit,
+         "episodes": {"sumo_fit": sumo.tolist(), "sumo_held_out": sumo.tolist(),
+                      "jax_fit": {"1.0/1": b.tolist(), "2.0/2": a.tolist()},
+                      "jax_held_out": {"1.0/1": b.tolist(), "2.0/2": a.tolist()}}}  # fmt: skip
+    d = tc.summarise(d)
+    assert set(d["fit"]) == {"all", "below saturation", "near saturation"}
+    top = d["fit"]["all"][0]
+    assert top["setting"] == "2.0/2" and top["p_best"] == 1.0 and top["rms_delay"] < 0.02
+    assert d["fit"]["all"][1]["rms_delay"] == pytest.approx(0.2)
+    held = {r["setting"]: r for r in d["held_out"]["all"]}
+    assert held["2.0/2"]["p_delay_better_than_current"] == 1.0
+    assert held["1.0/1"]["p_delay_better_than_current"] is None
+    assert held["1.0/1"]["rms_throughput_vph"] == pytest.approx(0.0)
