@@ -25,12 +25,11 @@ from typing import Any, NamedTuple
 
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from mtrl_bench.jax_env import JaxEnv, PyTree, stack_params
+from mtrl_bench.jax_env import JaxEnv, PyTree, reset_done, reset_slots, stack_params
 from mtrl_bench.types import SEED_STRIDE, Suite, Task, load_attr
 from mtrl_bench.vector import reset_seed
 
@@ -85,11 +84,12 @@ def step_one(env: JaxEnv, key: jax.Array, state: PyTree, action: jax.Array, para
 
 
 def vector_step(env: JaxEnv, keys: jax.Array, state: PyTree, actions: jax.Array,
-                params: PyTree) -> Step:  # fmt: skip
+                params: PyTree, *, slots: int | None = None) -> Step:  # fmt: skip
     """``vmap(step_one)`` over sub-envs. For envs with the optional ``step_env`` (the step
-    without its autoreset), the same result but the resets are computed only on steps where
-    some sub-env's episode ended (``lax.cond``): with few sub-envs most steps skip the layout
-    generation that dominates MiniGrid's step. Same keys, so bit-identical either way."""
+    without its autoreset), the same result, bit for bit, but resets are computed only for the
+    sub-envs whose episode ended, ``slots`` at a time (``jax_env.reset_done``; default
+    ``jax_env.reset_slots(B)``): with no episode end a step computes no reset at all, and at
+    batch 4096 a step resets about 128 sub-envs instead of 4096."""
     if not hasattr(env, "step_env"):
         return jax.vmap(partial(step_one, env))(keys, state, actions, params)
     split = jax.vmap(jax.random.split)(keys)
@@ -98,14 +98,8 @@ def vector_step(env: JaxEnv, keys: jax.Array, state: PyTree, actions: jax.Array,
         subs, state, actions, params
     )
     done = terminated | truncated
-    fresh_obs, fresh = jax.lax.cond(
-        done.any(), lambda: jax.vmap(env.reset)(subs, params), lambda: (obs, stepped)
-    )
-
-    def pick(new: jax.Array, old: jax.Array) -> jax.Array:
-        return jnp.where(done.reshape(-1, *[1] * (old.ndim - 1)), new, old)
-
-    new_state, new_obs = jax.tree.map(pick, fresh, stepped), jax.tree.map(pick, fresh_obs, obs)
+    slots = reset_slots(done.shape[0]) if slots is None else slots
+    new_obs, new_state = reset_done(env.reset, subs, params, done, obs, stepped, slots)
     return Step(keys, new_state, new_obs, reward, terminated, truncated, info["success"], obs)
 
 

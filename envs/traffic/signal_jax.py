@@ -22,14 +22,20 @@ seconds against free flow (``y_i`` its outflow: 0 lost in free flow, ``n_i`` whe
 every vehicle in an entry queue loses a whole second -- the CTM form of SUMO's time loss.
 
 Arrivals: the departure schedule of ``signal.py`` (Weibull(2) draws mapped onto the episode)
-drawn from the reset key and kept unsorted; each second counts the vehicles due in it with one
-comparison over the 2500 slots (sorting them at reset made the autoresetting ``step`` 30x slower
-than ``step_env`` on CPU: under ``vmap`` the reset is computed on every step). Each arriving
-vehicle draws its movement group from the step's key when it arrives (SUMO's routes are drawn
-per vehicle too; a fluid split of every vehicle over all 8 groups was tried and made
-max-pressure's delay 2x SUMO's at low inflow: it sees a fraction of a vehicle everywhere).
+drawn from the reset key and sorted; ``arrived`` counts the vehicles already on their way, so a
+second looks only at the next ``WINDOW`` entries of the schedule (comparing all 2500 every second,
+as an earlier version did, cost more than the CTM itself). Sorting at reset costs little because
+``jax_vector.vector_step`` resets only the sub-envs whose episode ended (a ``vmap`` of the
+autoresetting ``step`` sorts on every step). Each arriving vehicle draws its movement group from
+the step's key when it arrives (SUMO's routes are drawn per vehicle too; a fluid split of every
+vehicle over all 8 groups was tried and made max-pressure's delay 2x SUMO's at low inflow: it
+sees a fraction of a vehicle everywhere).
 (``jnp.searchsorted`` per second, the first version, deadlocked jaxlib 0.10.2's CPU runtime
 under ``vmap`` inside PPO's scans.)
+
+A decision that keeps the phase runs its ``GREEN_S`` seconds only; one that changes it adds the
+``YELLOW_S`` seconds (a ``while_loop`` of the decision's length, not ``GREEN_S + YELLOW_S``
+seconds with the unused ones masked).
 
 Everything is float32 / int32 and static-shaped; ``jax.vmap`` over stacked params mixes contexts.
 """
@@ -53,6 +59,7 @@ _F32 = jnp.float32
 MAX_CELLS = 64
 MAX_VEHICLES = 2500  # the largest inflow context
 MAX_ARRIVALS = 8  # route draws per second
+WINDOW = 16  # schedule entries a second looks at (P(more than 16 due in one second) < 1e-12)
 
 
 class SignalParams(NamedTuple):
@@ -73,7 +80,8 @@ class SignalParams(NamedTuple):
 class SignalState(NamedTuple):
     n: jax.Array  # (8, MAX_CELLS) vehicles per cell
     queue: jax.Array  # (8,) vehicles waiting to enter
-    dep: jax.Array  # (MAX_VEHICLES,) departure second of every vehicle (inf: none)
+    dep: jax.Array  # (MAX_VEHICLES,) departure second of every vehicle, sorted (inf: none)
+    arrived: jax.Array  # vehicles of the schedule that have arrived (int32)
     t: jax.Array  # simulated seconds
     steps: jax.Array  # decisions taken
     phase: jax.Array  # current green phase, -1 before the first decision
@@ -135,17 +143,21 @@ class SignalJax:
         draws = jnp.where(real, draws, jnp.inf)
         # the second-smallest draw by two reductions (lax.top_k is ~50x slower here under vmap)
         second = jnp.where(jnp.arange(MAX_VEHICLES) == jnp.argmin(draws), jnp.inf, draws).min()
-        dep = sc.schedule(draws, second, jnp)
+        dep = jnp.sort(sc.schedule(draws, second, jnp))
         state = SignalState(
             n=jnp.zeros((8, MAX_CELLS), _F32), queue=jnp.zeros(8, _F32), dep=dep,
-            t=jnp.int32(0), steps=jnp.int32(0), phase=jnp.int32(-1), delay=_F32(0.0),
-            departed=_F32(0.0),
+            arrived=jnp.int32(0), t=jnp.int32(0), steps=jnp.int32(0), phase=jnp.int32(-1),
+            delay=_F32(0.0), departed=_F32(0.0),
         )  # fmt: skip
         return self.obs(state, p), state
 
     def second(self, key, state: SignalState, green: jax.Array, p: SignalParams) -> SignalState:
         """One simulated second with the movement groups ``green`` (8,) discharging."""
-        arrivals = (state.dep == state.t.astype(_F32)).sum()  # whole seconds
+        # the next WINDOW vehicles of the sorted schedule: those due by now arrive (``<=``: more
+        # than WINDOW due in one second would arrive a second late, never be lost)
+        idx = state.arrived + jnp.arange(WINDOW)
+        due = state.dep.at[idx].get(mode="fill", fill_value=jnp.inf) <= state.t.astype(_F32)
+        arrivals = due.sum(dtype=jnp.int32)
         # each arriving vehicle draws its movement group, as SUMO's routes are drawn; beyond
         # MAX_ARRIVALS in one second (P < 1e-5 at the peak of 2500 vehicles) the rest split fluidly
         draws = jax.random.categorical(key, jnp.log(p.group_p), shape=(MAX_ARRIVALS,))
@@ -168,6 +180,7 @@ class SignalJax:
         lost = jnp.maximum(state.n - out / p.r, 0.0).sum() + queue.sum()  # >= 0 up to rounding
         return state._replace(
             n=n, queue=queue, t=state.t + 1, delay=state.delay + lost,
+            arrived=state.arrived + arrivals,
             departed=state.departed + out_last.sum(),
         )  # fmt: skip
 
@@ -176,15 +189,14 @@ class SignalJax:
         changed = (state.phase >= 0) & (action != state.phase)
 
         def body(s: int, st: SignalState) -> SignalState:
-            live = (changed | (s < sc.GREEN_S)) & (st.t < sc.HORIZON_S)
             # a changed phase: yellow, then the start-up lost time before the queue discharges
             blocked = changed & (s < sc.YELLOW_S + sc.LOST_S)
-            green = p.green[action] & ~blocked
-            new = self.second(jax.random.fold_in(key, s), st, green, p)
-            return jax.tree.map(lambda a, b: jnp.where(live, a, b), new, st)
+            new = self.second(jax.random.fold_in(key, s), st, p.green[action] & ~blocked, p)
+            return jax.tree.map(lambda a, b: jnp.where(st.t < sc.HORIZON_S, a, b), new, st)
 
         delay0 = state.delay
-        state = jax.lax.fori_loop(0, sc.GREEN_S + sc.YELLOW_S, body, state)
+        seconds = jnp.where(changed, sc.GREEN_S + sc.YELLOW_S, sc.GREEN_S)
+        state = jax.lax.fori_loop(0, seconds, body, state)
         state = state._replace(steps=state.steps + 1, phase=action)
         reward = -(state.delay - delay0) / p.flow.astype(_F32)
         truncated = (state.t >= sc.HORIZON_S) | (state.steps >= sc.MAX_STEPS)
@@ -193,8 +205,9 @@ class SignalJax:
         return self.obs(state, p), state, reward, jnp.zeros((), bool), truncated, info
 
     def step(self, key, state: SignalState, action, p: SignalParams):
-        k_step, k_reset = jax.random.split(key)
-        return autoreset(self.step_env(k_step, state, action, p), self.reset(k_reset, p))
+        # one key for both, as ``jax_env`` asks, so that ``vector_step`` (which JaxVectorEnv
+        # and the agents use) gives this step's results while resetting only finished episodes
+        return autoreset(self.step_env(key, state, action, p), self.reset(key, p))
 
 
 @cache
