@@ -238,7 +238,7 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
 
     def q_values(params, obs, actions, gslots):  # (2, G, n)
         x = jnp.concatenate([obs, actions], -1)
-        return jax.vmap(lambda p: critic.apply(p, x, gslots)[..., 0])(params)
+        return jnp.stack([critic.apply(nets.twin(params, i), x, gslots)[..., 0] for i in (0, 1)])
 
     def act(params, obs, task_slots_, key, deterministic):
         """Actions in [-1, 1] for a flat batch ``(B, D)`` with one slot per row."""
