@@ -1,6 +1,8 @@
 """MOORE's MiniGrid PPO family (agents/mtppo.py, agents/nets.py): layers, PCGrad, determinism,
 the two training paths, exact resume, few-shot freezing, learning on a toy suite."""
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,30 +90,46 @@ def mt3_jax():
     return get_suite("minigrid-jax/mt3-v1")
 
 
-def test_jitted_training_is_deterministic_and_matches_the_python_loop(mt3_jax):
-    train = jax.jit(mtppo.make_train(CI, mt3_jax, 2))
-    (a, _), (metrics, _) = train(*run_keys(0, 3))
-    (b, _), _ = train(*run_keys(0, 3))
-    (c, _), _ = train(*run_keys(1, 3))
+# The MiniGrid MT3 case compiles a CNN update inside a scan over the JAX MiniGrid (~65 s of CPU,
+# +0.8 GB): slow. By default the same check runs on CartPole (the same make_train / python_rollout
+# code with MLP experts), and the CNN update runs in test_cpu_minigrid_loop_runs_the_cnn_update.
+@pytest.mark.parametrize(("jax_id", "steps"), [
+    ("control-jax/cartpole-masscart-v1", 64),
+    pytest.param("minigrid-jax/mt3-v1", 64, marks=pytest.mark.slow),
+])  # fmt: skip
+def test_jitted_training_is_deterministic_and_matches_the_python_loop(jax_id, steps):
+    suite = get_suite(jax_id)
+    config = replace(CI, steps_per_task=steps)
+    t = len(suite.splits["train"])
+    train = jax.jit(mtppo.make_train(config, suite, 2))
+    (a, _), (metrics, _) = train(*run_keys(0, t))
+    (b, _), _ = train(*run_keys(0, t))
+    (c, _), _ = train(*run_keys(1, t))
     assert _max_diff(a.actor, b.actor) == 0.0 and _max_diff(a.critic, b.critic) == 0.0
     assert _max_diff(a.actor, c.actor) > 0.0
     assert metrics["value_loss"].shape == (2,) and np.isfinite(metrics["policy_loss"]).all()
     # the Python rollout loop over the suite's vector env, same seed: the same parameters
-    algo = mtppo.build(CI, mt3_jax)
+    algo = mtppo.build(config, suite)
     learner = algo.init(jax.random.key(0))
-    venv = make_env(mt3_jax, "train", seed=0)
+    venv = make_env(suite, "train", seed=0)
     carry, step, update = python_reset(venv), jax.jit(algo.policy_step), jax.jit(algo.update)
     for _ in range(2):
-        key, batch, _ = python_rollout(venv, step, learner.actor, learner.key, carry, 64)
+        key, batch, _ = python_rollout(venv, step, learner.actor, learner.key, carry, steps)
         learner, _ = update(learner._replace(key=key), batch)
     assert _max_diff(a.actor, learner.actor) < 1e-5 and _max_diff(a.critic, learner.critic) < 1e-5
-    # the same loop on the CPU reference suite (python minigrid): same shapes, a finite update
-    cpu = get_suite("minigrid/mt3-v1")
-    venv = make_env(cpu, "train", seed=0)
+
+
+def test_cpu_minigrid_loop_runs_the_cnn_update(mt3_jax):
+    """The python loop on the CPU reference suite (python minigrid) with MOORE's CNN experts:
+    grid batches of the right shape and dtype, a finite update."""
+    algo = mtppo.build(CI, mt3_jax)
+    step, update = jax.jit(algo.policy_step), jax.jit(algo.update)
+    venv = make_env(get_suite("minigrid/mt3-v1"), "train", seed=0)
     learner = algo.init(jax.random.key(0))
     key, batch, stats = python_rollout(
         venv, step, learner.actor, learner.key, python_reset(venv), 64
     )
+    venv.close()
     assert batch.obs.shape == (3, 64, 7, 7, 3) and batch.obs.dtype == np.uint8
     assert stats.shape == (3, 3) and stats[:, 1].sum() == batch.dones.sum()
     learner, metrics = update(learner._replace(key=key), batch)
