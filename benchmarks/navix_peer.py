@@ -115,7 +115,8 @@ def _python312(given: str | None) -> str | None:
     return None
 
 
-def run_navix(args, cfg: dict) -> dict | None:
+def navix_python(args) -> Path | None:
+    """The navix venv's Python, building the venv on first use (None if that fails)."""
     import jax
     import jaxlib
 
@@ -142,8 +143,20 @@ def run_navix(args, cfg: dict) -> dict | None:
         if not built:
             print(f"navix skipped: building {venv} failed (pip output above)", file=sys.stderr)
             return None
-    proc = subprocess.run([python, __file__, json.dumps(cfg)],
-                          stdout=subprocess.PIPE, text=True)  # fmt: skip
+    return python
+
+
+def run_navix(args, cfg: dict, timeout: float | None = None) -> dict | None:
+    """The worker's results for ``cfg`` (None if navix is unavailable or the worker failed;
+    ``{"timed_out": True}`` if it ran past ``timeout`` seconds)."""
+    python = navix_python(args)
+    if python is None:
+        return None
+    try:
+        proc = subprocess.run([python, __file__, json.dumps(cfg)], stdout=subprocess.PIPE,
+                              text=True, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"timed_out": True}
     if proc.returncode != 0:
         print(f"navix worker failed (exit {proc.returncode}); navix skipped", file=sys.stderr)
         return None
