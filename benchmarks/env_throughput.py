@@ -69,7 +69,7 @@ MINIGRID_BATCHES, QUICK_MINIGRID_BATCHES = (1, 64, 1024), (1, 64)
 SCAN_WORK, STEP_WORK, GYM_WORK = 2**21, 2**18, 2**16
 #: (target, what) per (workload, peer) at B = 4096, from issue 17
 TARGETS = {("MT3", "minigrid"): 200, ("MT3", "navix"): 1.0, ("DoorKey-6x6", "navix"): 1.5,
-           ("signal", "libsumo"): 100, ("eco", "libsumo"): 100}  # fmt: skip
+           ("signal", "sumo"): 100, ("eco", "sumo"): 100}  # fmt: skip
 OUT = Path(__file__).resolve().parent / "out"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # navix_peer, traffic_throughput
 T0 = time.perf_counter()
