@@ -14,7 +14,7 @@ from mtrl_bench.baselines.metaworld_experts import SPEC, ExpertPolicy  # noqa: E
 from mtrl_bench.envs import metaworld as mw  # noqa: E402
 from mtrl_bench.envs.metaworld_tasks import METAWORLD_TASKS  # noqa: E402
 from mtrl_bench.errors import UsageError  # noqa: E402
-from mtrl_bench.evaluation import evaluate  # noqa: E402
+from mtrl_bench.evaluation import EvalResult, evaluate  # noqa: E402
 from mtrl_bench.registry import get_suite  # noqa: E402
 from mtrl_bench.vector import AsyncMultiTaskVectorEnv, MultiTaskVectorEnv  # noqa: E402
 
@@ -264,25 +264,28 @@ def test_expert_refuses_ml_suites():
         ExpertPolicy(get_suite("toy/goal-line-v1"))
 
 
-def _check_experts(suite_id: str, episodes: int, envs_per_task: int) -> None:
+def _check_experts(suite_id: str, episodes: int, floor: float = 0.8) -> EvalResult:
     suite = get_suite(suite_id)
-    result = evaluate(ExpertPolicy(suite), suite, "train", episodes, seed=0,
-                      envs_per_task=envs_per_task)  # fmt: skip
+    result = evaluate(ExpertPolicy(suite), suite, "train", episodes, seed=0)
     for t in result.tasks:
         assert t.score == t.success  # Meta-World suites score by success rate
-    low = {t.task: t.success for t in result.tasks if t.success < 0.8}
-    assert not low, f"experts below upstream's 80 % threshold: {low}"
+        assert t.episodes == episodes  # one episode per goal (evaluate deals the goals)
+    low = {t.task: t.success for t in result.tasks if t.success < floor}
+    assert not low, f"experts below {floor:.0%}: {low}"
+    return result
 
 
 def test_experts_solve_mt10():
-    """A quick check: 10 episodes per task (2 per env, 5 envs per task, so 10 of the 50 goals
-    each), all of MT10 in ~40 s on 2 cores. The slow test below is the official protocol."""
-    _check_experts("metaworld/mt10-v1", episodes=10, envs_per_task=5)
+    """A quick check through our suites, wrappers and ``evaluate``: 10 of the 50 training goals
+    per task. Upstream's 80 % per task is a statement about the whole goal set (the slow test
+    below); on 10 goals peg-insert-side's expert solves 7, so here every task must solve 6 and
+    the mean over MT10 must reach 90 % (a wrong goal in the observation drops both to ~0)."""
+    result = _check_experts("metaworld/mt10-v1", episodes=10, floor=0.6)
+    assert result.success >= 0.9
 
 
 @pytest.mark.slow
 def test_experts_solve_mt50():
-    """Meta-World's MT evaluation: one env per task, 50 episodes = each training goal once.
-    (With several envs per task each env cycles its own goal order, so some goals repeat and
-    others are missed: peg-insert-side and soccer then fall to 74 % and 78 % on seed 0.)"""
-    _check_experts("metaworld/mt50-v1", episodes=50, envs_per_task=1)
+    """Meta-World's MT evaluation: 50 episodes per task, each training goal once (``evaluate``
+    gives each task one sub-env walking its goal permutation), upstream's 80 % threshold."""
+    _check_experts("metaworld/mt50-v1", episodes=50)
