@@ -1,7 +1,11 @@
 """Uniform random policy: the lower reference point of every table.
 
-It ignores observations and task ids and samples from the suite's action space with its own
-seeded generator, so its evaluation is reproducible. "Training" writes nothing.
+It ignores observations and task ids and samples from the suite's action space. Each ``act``
+reseeds the space from numpy's global RNG, which ``evaluate`` seeds at the start of every
+protocol (as every learned policy here draws its sampling keys), so each protocol's episodes
+depend on the evaluation seed only: a run resumed between ``mt`` and ``zero_shot`` writes the same
+records as an uninterrupted one. (Before 2026-12-05 the space kept one generator across the
+protocols of a run, so a resumed run's second protocol differed.) "Training" writes nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class RandomPolicy:
         self.action_space.seed(seed)
 
     def act(self, obs: Any, task_ids: np.ndarray, *, deterministic: bool = False) -> np.ndarray:
+        self.action_space.seed(int(np.random.randint(2**31)))  # module docstring
         return np.stack([self.action_space.sample() for _ in range(len(task_ids))])
 
     def reset(self, mask: np.ndarray) -> None:

@@ -46,6 +46,23 @@ def test_unfinished_run_resumes_without_duplicating_records(tmp_path):
     assert len(rd.read_eval()) == 4 and rd.done
 
 
+def test_run_resumed_between_protocols_writes_the_same_records(tmp_path):
+    """A crash after ``mt`` was recorded: the rerun evaluates ``zero_shot`` with a fresh policy,
+    and its records equal an uninterrupted run's (the random policy draws from the RNG that
+    ``evaluate`` seeds per protocol, not from a generator carried over from ``mt``)."""
+    whole = run(CFG, tmp_path / "a", progress=False).read_eval()
+    rd = RunDir(tmp_path / "b", CFG.suite, CFG.agent, CFG.seed)
+    run(CFG, tmp_path / "b", progress=False)
+    lines = rd.eval_path.read_text().splitlines(keepends=True)
+    rd.eval_path.write_text("".join(lines[:3]))  # the zero_shot row was never written
+    (rd.path / "DONE").unlink()
+    resumed = run(CFG, tmp_path / "b", progress=False).read_eval()
+    volatile = {"time", "wall_time", "git_sha", "versions"}
+    strip = [{k: v for k, v in r.items() if k not in volatile} for r in whole]
+    assert [{k: v for k, v in r.items() if k not in volatile} for r in resumed] == strip
+    assert strip[-1]["protocol"] == "zero_shot"
+
+
 def test_different_config_is_refused_and_nothing_written(tmp_path):
     run(CFG, tmp_path, progress=False)
     (tmp_path / "toy/goal-line-v1/random/0/DONE").unlink()
