@@ -213,17 +213,20 @@ def toy_grids(random_seeds, mtppo_seeds, steps=LONG):
 
 
 def test_ray_sweep_retries_a_killed_worker_from_its_checkpoint(cluster, tmp_path):
-    """Six runs on two nodes; the worker of the running MTPPO run is SIGKILLed after its first
-    checkpoint. Ray retries it, it resumes from the checkpoint, and every run ends with all its
-    eval records once."""
+    """Seven runs on two nodes, on the toy suite and JAX MiniGrid MT3; the worker of the
+    running MTPPO run is SIGKILLed after its first checkpoint. Ray retries it, it resumes from
+    the checkpoint, and every run ends with all its eval records once."""
     store, run = tmp_path / "runs", tmp_path / "runs" / TOY / "mtppo" / "0"
-    join = sweep_in_thread(toy_grids((0, 1, 2, 3, 4), (0,)), Store(store), max_retries=2)
+    minigrid = Grid(agents=("random",), suites=("minigrid-jax/mt3-v1",), seeds=(0,), steps=5,
+                    eval_episodes=2)  # fmt: skip
+    grids = [*toy_grids((0, 1, 2, 3, 4), (0,)), minigrid]
+    join = sweep_in_thread(grids, Store(store), max_retries=2)
     pid = wait_for(lambda: attempt_pid(run), what="the MTPPO run's first checkpoint")
     rows_before = len(read_jsonl(run / "metrics.jsonl"))
     assert cluster.owns(pid) and not (run / "DONE").exists()
     os.kill(pid, signal.SIGKILL)
     outcomes = join()
-    assert len(outcomes) == 6
+    assert len(outcomes) == 7
     assert_eval_complete(store, outcomes)
     assert_resumed(run, rows_before, LONG)
 
