@@ -13,6 +13,9 @@
   seeds at the paper budget; ``random`` (evaluation only) and ``sb3-ppo`` (trained with
   ``mtrl compare --leaderboard minigrid-mt3/v1 --agent sb3-ppo --runs-dir
   results/leaderboards/runs``) from ``results/leaderboards/runs``.
+- ``metaworld-mt10-cpu/v1``: ``random``, MTSAC, MT-MH-SAC and MOORE-SAC from the Meta-World
+  sweep's runs (``python -m experiments.metaworld_sac --phases mt10``, in
+  ``results/metaworld/runs``), once an agent has ``min_seeds`` finished seeds.
 
 Every bundle is made with ``mtrl_bench.submit.from_runs`` (what ``mtrl submit --from-runs``
 calls), written to ``leaderboards/bundles/<id>-v<N>/<agent>.json``, and the site is rebuilt into
@@ -39,6 +42,7 @@ SITE = ROOT / "results" / "leaderboards" / "site"
 TOY = (("random", "default"), ("mtppo", "ci"), ("moore", "ci"), ("moe", "ci"),
        ("sb3-ppo", "default"))  # fmt: skip
 MINIGRID = {"minigrid-mt3/v1": "mt3-v1", "minigrid-mt5/v1": "mt5-v1", "minigrid-mt7/v1": "mt7-v1"}
+METAWORLD = {"metaworld-mt10-cpu/v1": ("mt10-v1", ("random", "mtsac", "mtmh-sac", "moore-sac"))}
 TRANSFER = {"pendulum-dt-transfer/v1": ("mbtl", "mbtl-reference", "random", "pseudogreedy",
                                         "equidistant", "sequential-oracle", "oracle")}  # fmt: skip
 DESCRIPTIONS = {
@@ -47,6 +51,11 @@ DESCRIPTIONS = {
     "moore": "MOORE: mixture of orthogonal experts (Gram-Schmidt), PPO (Hendawy et al., 2024)",
     "moe": "mixture of experts without orthogonality, PPO (MOORE's MoE baseline)",
     "sb3-ppo": "Stable-Baselines3 PPO, one policy shared by all tasks, task id one-hot input",
+    "mtsac": "multi-task SAC, one network with the task id one-hot input, per-task temperature "
+             "(Meta-World+'s settings)",
+    "mtmh-sac": "multi-task multi-head SAC: shared trunk, one output head per task",
+    "moore-sac": "MOORE's orthogonal experts (Gram-Schmidt) in SAC's actor and critics "
+                 "(Hendawy et al., 2024)",
     "mbtl": "MBTL: GP model of training performance + linear generalisation gap, UCB-style "
             "acquisition (Cho et al., NeurIPS 2024)",
     "mbtl-reference": "MBTL with the reference code's GP (zero mean, raw units, given theta)",
@@ -57,13 +66,26 @@ DESCRIPTIONS = {
 }
 
 
+def _write(bundle: dict, path: Path) -> Path | None:
+    """Write ``bundle`` unless the committed one at ``path`` carries checkpoint hashes that this
+    rebuild cannot see (checkpoints are git-ignored, so a fresh clone has none): then the
+    committed bundle stays, and ``None`` is returned."""
+    if path.exists() and not bundle["checkpoints"]:
+        import json
+
+        if json.loads(path.read_text()).get("checkpoints"):
+            print(f"kept {path.relative_to(ROOT)} (its checkpoints are not in this checkout)")
+            return None
+    return bundles.write(bundle, path)
+
+
 def _finished(folder: Path, min_seeds: int) -> list[Path]:
     done = sorted(p.parent for p in folder.glob("*/DONE"))
     return done if len(done) >= min_seeds else []
 
 
 def build(train: bool, force: bool = False) -> list[Path]:
-    written = []
+    written: list[Path | None] = []
     lb = get_leaderboard("toy-goal-line/v1")
     for agent, preset in TOY:
         if train:
@@ -73,7 +95,7 @@ def build(train: bool, force: bool = False) -> list[Path]:
             b = submit.from_runs(lb, runs, description=DESCRIPTIONS[agent])
         else:
             continue
-        written.append(bundles.write(b, BUNDLES / page_name(lb) / f"{agent}.json"))
+        written.append(_write(b, BUNDLES / page_name(lb) / f"{agent}.json"))
     for key, suite in MINIGRID.items():
         lb = get_leaderboard(key)
         sources = {a: ROOT / "results" / "minigrid" / "runs" / "minigrid-jax" / suite / a
@@ -85,7 +107,14 @@ def build(train: bool, force: bool = False) -> list[Path]:
         for agent, folder in sources.items():
             if runs := _finished(folder, lb.min_seeds):
                 b = submit.from_runs(lb, runs, description=DESCRIPTIONS[agent])
-                written.append(bundles.write(b, BUNDLES / page_name(lb) / f"{agent}.json"))
+                written.append(_write(b, BUNDLES / page_name(lb) / f"{agent}.json"))
+    for key, (suite, agents) in METAWORLD.items():
+        lb = get_leaderboard(key)
+        for agent in agents:
+            folder = ROOT / "results" / "metaworld" / "runs" / "metaworld" / suite / agent
+            if runs := _finished(folder, lb.min_seeds):
+                b = submit.from_runs(lb, runs, description=DESCRIPTIONS[agent])
+                written.append(_write(b, BUNDLES / page_name(lb) / f"{agent}.json"))
     for key, names in TRANSFER.items():  # minutes each (MBTL's GP, 100 random orders)
         lb = get_leaderboard(key)
         for strategy in names:
@@ -95,7 +124,7 @@ def build(train: bool, force: bool = False) -> list[Path]:
             b = from_transfer_runs(lb, ROOT / lb.matrix, strategy,
                                    description=DESCRIPTIONS.get(strategy, ""))  # fmt: skip
             written.append(bundles.write(b, path))
-    return written
+    return [p for p in written if p is not None]
 
 
 def screenshot(page_path: Path) -> Path:
