@@ -4,6 +4,10 @@ Input: evaluation records (JSON objects of ``eval.jsonl``). One row per (suite, 
 seeds are the runs axis, each contributing only its records at its largest ``env_steps``; a seed
 lacking a task there is an error. Rows: IQM and mean ``score`` with stratified-bootstrap CIs, mean
 success, per-task means; agents of one suite+protocol compared by probability of improvement.
+Each row names the code that made it: the distinct short git commits of its seeds' records
+(column ``code``, after the agent, in Markdown; ``git_sha`` in CSV). Results made by different
+commits are not bitwise comparable, so a table says which commits it mixes. LaTeX tables, meant
+for papers, leave it out.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ Record = Mapping[str, Any]
 _REQUIRED = ("schema", "suite", "protocol", "task", "task_index", "agent", "seed", "env_steps")
 _METRICS = ("score", "success", "return")
 CSV_FIELDS = ("suite,protocol,agent,seeds,env_steps,env_steps_max,"
-              "iqm,iqm_lo,iqm_hi,mean,mean_lo,mean_hi,success").split(",")  # fmt: skip
+              "iqm,iqm_lo,iqm_hi,mean,mean_lo,mean_hi,success,git_sha").split(",")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Row:
     tasks: tuple[str, ...]
     task_success: tuple[float, ...]
     task_score: tuple[float, ...]
+    code: tuple[str, ...] = ()
+    """Distinct short git commits of the seeds' final records, in seed order ("?": unknown)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,12 @@ def score_matrix(
     return _matrix(table, seeds, tasks, metric), seeds, tasks
 
 
+def _commits(table: Mapping[tuple[int, str], Record], seeds: list[int],
+             tasks: list[str]) -> tuple[str, ...]:  # fmt: skip
+    shas = (str(table[s, t].get("git_sha") or "?")[:7] for s in seeds for t in tasks)
+    return tuple(dict.fromkeys(shas))
+
+
 def build_report(
     records: Sequence[Record], *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> Report:
@@ -141,6 +153,7 @@ def build_report(
             suite, protocol, agent, len(seeds), min(steps.values()), max(steps.values()),
             summary["iqm"], summary["mean"], float(success.mean()), tuple(tasks),
             tuple(success.mean(axis=0).tolist()), tuple(score.mean(axis=0).tolist()),
+            _commits(table, seeds, tasks),
         ))  # fmt: skip
     iqm = {(r.suite, r.protocol, r.agent): r.iqm.point for r in rows}
     comparisons = []
@@ -176,6 +189,11 @@ def _cells(row: Row) -> list[str]:
             _interval(row.iqm), _interval(row.mean), f"{row.success:.3f}"]  # fmt: skip
 
 
+def _md_cells(row: Row) -> list[str]:
+    cells = _cells(row)
+    return [*cells[:3], " ".join(row.code), *cells[3:]]
+
+
 def _md_table(header: list[str], rows: list[list[str]], right: int) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |"
@@ -186,7 +204,8 @@ def _md_table(header: list[str], rows: list[list[str]], right: int) -> str:
 
 def to_markdown(report: Report) -> str:
     """Main table (normalised scores, mean success) and the probability-of-improvement table."""
-    out = _md_table(_header(report), [_cells(r) for r in report.rows], right=5)
+    header = _header(report)
+    out = _md_table([*header[:3], "code", *header[3:]], [_md_cells(r) for r in report.rows], 5)
     if report.comparisons:
         header = ["suite", "protocol", "X", "Y", f"P(X > Y) [{100 * report.confidence:g}% CI]"]
         cells = [
@@ -218,7 +237,8 @@ def to_csv(report: Report) -> str:
     for r in report.rows:
         writer.writerow([r.suite, r.protocol, r.agent, r.n_seeds, r.env_steps, r.env_steps_max,
                          *(("" if math.isnan(x) else x) for x in (r.iqm.point, r.iqm.lo,
-                           r.iqm.hi, r.mean.point, r.mean.lo, r.mean.hi)), r.success])  # fmt: skip
+                           r.iqm.hi, r.mean.point, r.mean.lo, r.mean.hi)), r.success,
+                         " ".join(r.code)])  # fmt: skip
     return buf.getvalue()
 
 

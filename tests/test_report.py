@@ -111,18 +111,30 @@ def test_probability_of_improvement_between_agents(report: rp.Report) -> None:
 def test_markdown(report: rp.Report) -> None:
     md = rp.to_markdown(report)
     lines = md.splitlines()
-    assert lines[0].startswith("| suite | protocol | agent | seeds | steps | IQM [95% CI]")
+    assert lines[0].startswith("| suite | protocol | agent | code | seeds | steps | IQM [95% CI]")
     row = report.rows[0]
     iqm = f"{row.iqm.point:.3f} [{row.iqm.lo:.3f}, {row.iqm.hi:.3f}]"
     mean = f"{row.mean.point:.3f} [{row.mean.lo:.3f}, {row.mean.hi:.3f}]"
-    expected = f"| {SUITE} | mt | moore | 3 | {STEPS} | {iqm} | {mean} | {row.success:.3f} |"
+    expected = f"| {SUITE} | mt | moore | deadbee | 3 | {STEPS} | {iqm} | {mean} | {row.success:.3f} |"  # noqa: E501
     assert expected in lines
-    assert any(line.startswith(f"| {SUITE} | mt | mtppo | 3 |") for line in lines)
+    assert any(line.startswith(f"| {SUITE} | mt | mtppo | deadbee | 3 |") for line in lines)
     assert "P(X > Y)" in md and "| moore | mtppo |" in md
     per_task = rp.to_markdown_per_task(report)
     assert f"| agent | {' | '.join(TASKS)} |" in per_task
     mtppo_success = np.minimum(1.0, np.array(SCORES["mtppo"]) + 0.05).mean(axis=0)
     assert "| mtppo | " + " | ".join(f"{s:.3f}" for s in mtppo_success) + " |" in per_task
+
+
+def test_rows_name_the_commits_that_made_them() -> None:
+    """Seeds run by different commits: the row lists each commit once, in seed order, and
+    a record without one shows "?"."""
+    recs = [dict(r) for r in records()]
+    for r in recs:
+        r["git_sha"] = {0: "1111111aaaa", 1: "2222222bbbb", 2: None}[r["seed"]]
+    report = rp.build_report(recs, reps=50)
+    assert report.rows[0].code == ("1111111", "2222222", "?")
+    assert "| moore | 1111111 2222222 ? | 3 |" in rp.to_markdown(report)
+    assert list(csv.DictReader(io.StringIO(rp.to_csv(report))))[0]["git_sha"] == "1111111 2222222 ?"
 
 
 def test_csv(report: rp.Report) -> None:
@@ -136,6 +148,7 @@ def test_csv(report: rp.Report) -> None:
         assert (float(parsed["iqm_lo"]), float(parsed["iqm_hi"])) == (row.iqm.lo, row.iqm.hi)
         assert float(parsed["mean"]) == row.mean.point
         assert float(parsed["success"]) == row.success
+        assert parsed["git_sha"] == "deadbee"
 
 
 def test_latex_escapes(report: rp.Report) -> None:
