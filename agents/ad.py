@@ -28,6 +28,19 @@ hidden 64, lr 3e-4, 3e5 steps, 10k warm-up; task MoE 12 experts, expert widths 7
 steps, batch 32, 2 layers, 4 heads, hidden 64, expert widths 384 / 768, warm-up 400 (a budget this
 machine trains in minutes per model); ``ci``: tiny.
 
+In-context learning on held-out goals: not reached yet at CPU budgets. What was tried (one seed
+each, on the 5 x 5 / 10-step toy room of ``tests/test_icl_agents.py`` with 20 train and 5
+held-out goals; 1500 steps, batch 32, 2 layers, hidden 32, lr 1e-3; curves over 8 in-context
+episodes x 4 trials): PPO histories at lr 1e-2 without entropy (fast-converging) with a
+3-episode context -- training goals improve in context, held-out goals stay flat near the
+random policy; PPO at lr 3e-3 with entropy 0.01 (histories that improve gradually) and a
+4-episode context -- the same; that setting on a 7 x 7 / 12-step room with 44 train goals --
+the same (held-out at the random policy's level, training goals rising). The training loss
+stayed high (~1.2 nats), so the model is underfitted as well as short of tasks; DPT
+(``agents/dpt.py``), whose target is the oracle's action, does generalise at these budgets.
+Untried: far more train goals and steps, AD^epsilon-style noise-annealed histories (Zisman et
+al. 2023), subsampled histories across many more PPO updates.
+
 Deviations, with reasons: the backbone is ``icl_transformer``'s plain pre-norm block (no
 NormFormer or sigma-reparam layers), so AD and DPT share one backbone; embeddings are 2-layer MLPs
 straight to ``d`` (T2MIR-AD goes through a ``tstep_dim`` then projects); the warm-up is capped at

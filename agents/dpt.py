@@ -27,8 +27,17 @@ Reference code: ``jon--lee/decision-pretrained-transformer`` and ``NJU-RL/T2MIR`
 
 Presets: ``paper`` = T2MIR-DPT's MuJoCo backbone (4 layers, 4 heads, hidden 128, batch 128, lr
 3e-4, 1e5 steps, 10k warm-up; token / task expert widths 1536 / 2048, w_bal 0.01, lambda 0.01;
-DarkRoom-DPT: 2e5 steps and lambda 0.001 in ``paper-darkroom``); ``cpu``: 4k steps, batch 32, 2
-layers, hidden 64, widths 384 / 768; ``ci``: tiny.
+DarkRoom-DPT: 2e5 steps and lambda 0.001 in ``paper-darkroom``); ``ci``: tiny. ``cpu`` differs
+from ``paper`` in: steps 2000 (not 1e5), batch 32 (128), warm-up 200 (10k), 2 layers (4), hidden
+64 (128), a context of 4 episodes (1: T2MIR-DPT's ``prompt_horizon``) and, for T2MIR-DPT, expert
+widths 384 / 768 (1536 / 2048); heads, lr, dropout, optimiser and the MoE's weights as ``paper``.
+Measured (``experiments/in_context_darkroom.py``, ``results/in_context/``, table in
+docs/suites/in_context.md; one seed): on ``darkroom/dpt-v1`` with the ``default`` histories this
+preset's held-out return rises over the 30 in-context episodes, well above a random policy, in
+a few minutes of one CPU core; with a 1-episode context on the flatter 3e-4 PPO histories it
+stayed flat at the random policy's level. Why 4 episodes: the ``in_context`` harness keeps only
+the most recent episodes that fit in the context, so one episode forgets a goal found earlier,
+and a single 20-step history episode shows the goal's reward in few training rows.
 
 Deviations, with reasons: T2MIR-DPT embeds (s, a, r) as three tokens after GPT-2's query token;
 we keep DPT's one token per transition (3x shorter sequences on CPU; the MoE sees one token per
@@ -82,7 +91,7 @@ _MOE = MoEConfig(token_expert_dim=1536, task_expert_dim=2048, balance_weight=0.0
 PRESETS = {
     "paper": Config(),
     "paper-darkroom": Config(steps=200_000),
-    "cpu": Config(steps=4_000, batch_size=32, warmup=400, layers=2, heads=4, d=64),
+    "cpu": Config(steps=2_000, batch_size=32, warmup=200, layers=2, heads=4, d=64, episodes=4),
     "ci": Config(steps=300, batch_size=16, lr=1e-3, warmup=30, layers=1, heads=2, d=32,
                  dropout=0.0),  # fmt: skip
 }

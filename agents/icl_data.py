@@ -72,8 +72,11 @@ class DataConfig:
     """PPO minibatch size."""
     epochs: int = 4
     """Passes over each rollout."""
-    lr: float = 3e-4
-    """Adam learning rate."""
+    lr: float = 3e-3
+    """Adam learning rate (3e-3: on darkroom/dpt-v1 seed 0 the history's mean return rises
+    0.60 -> 7.41 and success 0.20 -> 0.68 over 480 episodes; at SB3's 3e-4 it rose only
+    0.29 -> 1.35, success 0.12 -> 0.45, too flat for AD and too few goal-reaching contexts
+    for DPT. ``mtrl datasets info`` prints these curves)."""
     ent_coef: float = 0.01
     """Entropy bonus: keeps the learner exploring, so histories improve gradually."""
     gamma: float = 0.99

@@ -90,7 +90,48 @@ def test_ad_learns_in_context_on_training_goals(toy_ad):
 
 @pytest.mark.slow
 @pytest.mark.xfail(reason="at this CI budget AD does not yet improve in context on held-out "
-                   "goals (measured flat, ~0.3); open item", strict=False)  # fmt: skip
+                   "goals (measured flat, ~0.3; also flat with PPO lr 3e-3 / entropy 0.01 "
+                   "histories and 4-episode contexts, on this room and on a 7x7 one with 44 "
+                   "train goals: agents/ad.py); open item", strict=False)  # fmt: skip
 def test_ad_learns_in_context_on_held_out_goals(toy_ad):
     ret = toy_ad["test"]
     assert ret[-3:].mean() > ret[0] + 0.5, ret
+
+
+class _RandomPolicy:
+    context_steps = 1
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def act_in_context(self, context, task_ids, *, deterministic=False):
+        return self.rng.integers(0, 5, len(context.length))
+
+
+@pytest.mark.slow  # histories, 1000 DPT steps, 3 x 8 in-context episodes: ~50 s CPU here
+def test_dpt_learns_in_context_on_held_out_goals():
+    """DPT with a 4-episode context on gradually improving PPO histories (PPO lr 3e-3, entropy
+    0.01): on the 5 held-out goals the return rises after the first in-context episode and
+    stays well above a random policy's. Measured (seed 0): first 1.25, episodes 2-8 1.75-2.1;
+    random 0.2-0.55."""
+    from mtrl_bench.agents import icl_data
+    from mtrl_bench.envs.in_context import darkroom_suite
+    from mtrl_bench.in_context import curve, evaluate_in_context
+    from mtrl_bench.jax_env import stack_params
+    from mtrl_bench.jax_vector import suite_env
+
+    suite = darkroom_suite("toy", 5, 10, TOY_HELD_OUT, 8, "5x5 DarkRoom, 10 steps, 20 / 5 goals")
+    cfg = icl_data.DataConfig(updates=80, envs=4, episodes_per_update=1, batch_size=40, epochs=4,
+                              lr=3e-3, ent_coef=0.01, hidden=(32,))  # fmt: skip
+    data = icl_data.make_dataset(suite, cfg, seed=0)
+    env = suite_env(suite)
+    goals = stack_params(env, suite.split_tasks("train"))
+    config = dpt.Config(steps=1000, batch_size=32, lr=1e-3, warmup=50, layers=2, heads=2, d=32,
+                        dropout=0.0, episodes=4)  # fmt: skip
+    params, model = dpt.train(config, data, goals, env.optimal_action, 0, 5, True)
+    policy = dpt.DPTPolicy(model, params)
+    ret = curve(evaluate_in_context(policy, suite, 8, seed=0, trials=4)).mean(0)
+    rnd = curve(evaluate_in_context(_RandomPolicy(), suite, 8, seed=0, trials=4)).mean(0)
+    assert ret[1:].mean() > ret[0] + 0.3, ret
+    assert ret[-3:].mean() > ret[0] + 0.2, ret
+    assert ret[1:].mean() > 3 * rnd.mean(), (ret, rnd)
