@@ -132,7 +132,9 @@ SUITES.update({k.replace("/mt1-", "/ml1-"): v.replace(":MT1_", ":ML1_")
                for k, v in list(SUITES.items()) if k.startswith("metaworld/mt1-")})  # fmt: skip
 
 AGENTS: dict[str, str] = {
+    "ad": "mtrl_bench.agents.icl_agents:AD",
     "camrl": "mtrl_bench.agents.camrl:CAMRL",
+    "dpt": "mtrl_bench.agents.icl_agents:DPT",
     "independent": "mtrl_bench.agents.camrl:INDEPENDENT",
     "metaworld-expert": "mtrl_bench.baselines.metaworld_experts:SPEC",
     "moe": "mtrl_bench.agents.mtppo:MOE",
@@ -150,6 +152,8 @@ AGENTS: dict[str, str] = {
     "random": "mtrl_bench.baselines.random_policy:SPEC",
     "sb3-ppo": "mtrl_bench.baselines.sb3:PPO_SHARED",
     "sb3-ppo-independent": "mtrl_bench.baselines.sb3:PPO_INDEPENDENT",
+    "t2mir-ad": "mtrl_bench.agents.icl_agents:T2MIR_AD",
+    "t2mir-dpt": "mtrl_bench.agents.icl_agents:T2MIR_DPT",
 }
 
 

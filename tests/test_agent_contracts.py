@@ -12,7 +12,11 @@ from mtrl_bench.types import AgentSpec, Policy
 AGENTS = agent_ids()
 #: agents that are another agent's code with another config: their training contract runs slow
 SAME_CODE_AS = {"independent": "camrl"}
-TRAINED = [pytest.param(a, marks=pytest.mark.slow) if a in SAME_CODE_AS else a for a in AGENTS]
+#: offline in-context learners (agents/icl_agents.py): they act only in the in_context protocol,
+#: so their training contract is test_in_context_train_save_load_same_actions below
+IN_CONTEXT = ("ad", "dpt", "t2mir-ad", "t2mir-dpt")
+TRAINED = [pytest.param(a, marks=pytest.mark.slow) if a in SAME_CODE_AS else a for a in AGENTS
+           if a not in IN_CONTEXT]  # fmt: skip
 
 
 def preset(spec: AgentSpec) -> str:
@@ -62,3 +66,52 @@ def test_train_act_save_load_same_actions(agent_id, tmp_path):
         )
         np.testing.assert_array_equal(a, b)
         trained.reset(np.ones(env.num_envs, bool))
+
+
+@pytest.mark.parametrize("agent_id", IN_CONTEXT)
+def test_in_context_missing_dataset_is_one_line_error(agent_id, tmp_path, monkeypatch):
+    from mtrl_bench.errors import UsageError
+
+    spec = get_agent(agent_id)
+    monkeypatch.chdir(tmp_path)
+    run_dir = RunDir(tmp_path / "runs", "darkroom/dpt-v1", agent_id, 0)
+    with pytest.raises(UsageError, match=r"^no dataset .*`mtrl datasets make darkroom/dpt-v1"):
+        spec.train(spec.presets["ci"], get_suite("darkroom/dpt-v1"), 0, run_dir, 0, False)
+
+
+@pytest.mark.slow  # JIT of the learner, the model and the evaluation: ~30 s CPU per agent
+@pytest.mark.parametrize("agent_id", IN_CONTEXT)
+def test_in_context_train_save_load_same_actions(agent_id, tmp_path, monkeypatch):
+    """Trained on a dataset made here (data/in_context/ under the working directory), saved,
+    loaded: the same parameters and greedy in-context episodes; ``act`` refuses in one line;
+    a missing dataset is a one-line error."""
+    from dataclasses import asdict, replace
+
+    import jax
+
+    from mtrl_bench.agents import icl_data
+    from mtrl_bench.envs.in_context import darkroom_suite
+    from mtrl_bench.errors import UsageError
+    from mtrl_bench.in_context import evaluate_in_context
+
+    spec = get_agent(agent_id)
+    suite = darkroom_suite("contract", 3, 4, (4, 8), 2, "3x3 room, 4 steps, 7 / 2 goals")
+    monkeypatch.chdir(tmp_path)
+    config = replace(spec.presets["ci"], steps=20)
+    run_dir = RunDir(tmp_path / "runs", suite.id, agent_id, 0)
+    run_dir.open({"suite": suite.id, "agent": agent_id, "seed": 0,
+                  "agent_config": asdict(config)})  # fmt: skip
+    with pytest.raises(UsageError, match="mtrl datasets make darkroom/contract-v1"):
+        spec.train(config, suite, 0, run_dir, 0, False)
+    data = icl_data.make_dataset(suite, replace(icl_data.PRESETS["ci"], updates=2), seed=0)
+    icl_data.save(icl_data.default_path(suite.id, 0), data)
+    trained = spec.train(config, suite, 0, run_dir, 0, False)
+    loaded = spec.load(run_dir.path, suite)
+    with pytest.raises(UsageError, match="in_context"):
+        trained.act(np.zeros((2, 2), np.float32), np.zeros(2, int))
+    a, b = (evaluate_in_context(p, suite, 2, seed=0, trials=1, deterministic=True)
+            for p in (trained, loaded))  # fmt: skip
+    assert [t.per_episode for t in a.tasks] == [t.per_episode for t in b.tasks]
+    for x, y in zip(jax.tree.leaves(trained.params), jax.tree.leaves(loaded.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
