@@ -1,7 +1,7 @@
 """Training throughput on MiniGrid MT3: our JAX MTPPO / MOORE against SB3 PPO, and the FLOP/s
 our update step reaches as a fraction of this CPU's peak (issue 4).
 
-    python benchmarks/train_throughput.py [--quick]
+    python benchmarks/train_throughput.py [--quick] [--skip camrl,lax-conv] [--out PATH]
 
 Measurements, all in this process, each after a warm-up (compile for JAX, one rollout for SB3):
 
@@ -22,7 +22,11 @@ Measurements, all in this process, each after a warm-up (compile for JAX, one ro
    matmul. Also the update time with ``lax.conv`` instead of our im2col matmuls. Target 50 %.
 
 torch uses every core (``torch.set_num_threads(os.cpu_count())``); XLA uses its defaults.
-Rows go to ``benchmarks/out/train_throughput.json`` (the fields of benchmarks/README.md).
+``--skip`` leaves out measurements: ``camrl`` (3.) and ``lax-conv`` (the ``lax.conv`` update of
+4., 15-30x slower than ours, which takes most of a run on a loaded machine).
+Rows go to ``--out`` (default ``benchmarks/out/train_throughput.json``; the fields of
+benchmarks/README.md, plus ``load``, the 1-minute load average when the row was written), with
+a Markdown table beside it (same name, ``.md``).
 """
 
 from __future__ import annotations
@@ -151,10 +155,28 @@ def peak_flops(size: int = 2048, repeats: int = 5) -> float:
     return 2.0 * size**3 / best
 
 
+def camrl_rows(row, updates: int) -> None:
+    log("CAMRL on minigrid-jax/mt3-v1: mode switch, then always / never curriculum iterations")
+    seconds, n_curriculum = camrl_run("switch", updates)
+    per_iter = {mode: camrl_run(mode, updates)[0] / updates for mode in ("always", "never")}
+    spent = n_curriculum * per_iter["always"]
+    share = spent / (spent + (updates - n_curriculum) * per_iter["never"])
+    mtppo_sps = ours_sps(mtppo.Config(network="mtppo"), "minigrid-jax/mt3-v1", updates)
+    row("mt3 train camrl", updates * 6000 / seconds, mtppo_sps, "our mtppo (cnn)", "env-steps/s",
+        curriculum_share_of_time=share, curriculum_iterations=n_curriculum,
+        iterations=updates, curriculum_iter_s=per_iter["always"],
+        independent_iter_s=per_iter["never"])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one timed update per measurement")
+    parser.add_argument("--skip", default="", help="comma-separated: camrl, lax-conv")
+    parser.add_argument("--out", default=str(OUT / "train_throughput.json"))
     args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    if skip - {"camrl", "lax-conv"}:
+        parser.error(f"unknown --skip entries: {sorted(skip - {'camrl', 'lax-conv'})}")
     updates = 1 if args.quick else 3
     when, where, rows = datetime.now(UTC).isoformat(timespec="seconds"), machine(), []
 
@@ -180,16 +202,8 @@ def main() -> None:
     row("mt3 train mlp mtppo", ours_sps(mlp, "minigrid-jax/mt3-v1", updates), sb3_mlp,
         "sb3 ppo mlp (64, 64)", "env-steps/s", target=20.0)  # fmt: skip
 
-    log("CAMRL on minigrid-jax/mt3-v1: mode switch, then always / never curriculum iterations")
-    seconds, n_curriculum = camrl_run("switch", updates)
-    per_iter = {mode: camrl_run(mode, updates)[0] / updates for mode in ("always", "never")}
-    spent = n_curriculum * per_iter["always"]
-    share = spent / (spent + (updates - n_curriculum) * per_iter["never"])
-    mtppo_sps = ours_sps(mtppo.Config(network="mtppo"), "minigrid-jax/mt3-v1", updates)
-    row("mt3 train camrl", updates * 6000 / seconds, mtppo_sps, "our mtppo (cnn)", "env-steps/s",
-        curriculum_share_of_time=share, curriculum_iterations=n_curriculum,
-        iterations=updates, curriculum_iter_s=per_iter["always"],
-        independent_iter_s=per_iter["never"])  # fmt: skip
+    if "camrl" not in skip:
+        camrl_rows(row, updates)
 
     log("peak: 2048^3 float32 matmul")
     peak = peak_flops()
@@ -198,15 +212,36 @@ def main() -> None:
         algo = mtppo.build(config, get_suite("minigrid-jax/mt3-v1"))
         flops = update_flops(algo, (7, 7, 3))
         log(f"update step alone: {network}, im2col and lax.conv")
-        seconds, xla = update_seconds(config), update_seconds(config, nets.conv2x2_xla)
+        seconds = update_seconds(config)
         row(f"mt3 update {network} flop/s", flops / seconds, peak, "matmul 2048 peak", "FLOP/s",
             target=0.5, update_s=seconds, update_gflop=flops / 1e9)  # fmt: skip
-        row(f"mt3 update {network} im2col vs lax.conv", xla / seconds, 1.0, "lax.conv (=1)",
-            "speedup", update_s=seconds, lax_conv_update_s=xla)  # fmt: skip
+        if "lax-conv" not in skip:
+            xla = update_seconds(config, nets.conv2x2_xla)
+            row(f"mt3 update {network} im2col vs lax.conv", xla / seconds, 1.0, "lax.conv (=1)",
+                "speedup", update_s=seconds, lax_conv_update_s=xla)  # fmt: skip
 
-    OUT.mkdir(exist_ok=True)
-    (OUT / "train_throughput.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"\nwrote {OUT / 'train_throughput.json'} ({len(rows)} rows); machine: {where}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    cmd = "python benchmarks/train_throughput.py" + (" --quick" if args.quick else "")
+    cmd += f" --skip {args.skip}" if skip else ""
+    out.with_suffix(".md").write_text(f"Written by `{cmd}` ({when}; {where}).\n\n{markdown(rows)}")
+    print(f"\nwrote {out} and {out.with_suffix('.md')} ({len(rows)} rows); machine: {where}")
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a Markdown table (FLOP/s as GFLOP/s)."""
+    lines = ["| measurement | unit | ours | peer | peer value | ours / peer | target | load |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        scale, unit = (1e9, "GFLOP/s") if r["unit"] == "FLOP/s" else (1.0, r["unit"])
+        fmt = ",.1f" if scale > 1 or r["unit"] == "speedup" else ",.0f"
+        target = "-" if r.get("target") is None else format(r["target"], "g")
+        lines.append(
+            f"| {r['name']} | {unit} | {r['ours'] / scale:{fmt}} | {r['peer_name']} "
+            f"| {r['peer'] / scale:{fmt}} | {r['ratio']:.2f} | {target} | {r['load']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

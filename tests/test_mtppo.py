@@ -37,6 +37,23 @@ def test_im2col_conv_equals_xla_conv():
                                b_[0].apply(params, obs, jnp.arange(3)), atol=1e-4)  # fmt: skip
 
 
+def test_chunked_forward_and_static_task_rows_equal_one_gathered_call():
+    # the update's full-batch forward passes run in minibatch chunks (mtppo._apply_chunked), and
+    # constant task ids take static rows (nets.per_group): both bitwise equal to one call
+    suite = get_suite("minigrid-jax/mt3-v1")
+    actor = mtppo._networks(mtppo.Config(), suite)[0]
+    obs = jax.random.randint(jax.random.key(0), (3, 10, 7, 7, 3), 0, 11).astype(jnp.uint8)
+    tids = jnp.array([2, 0, 1])
+    params = actor.init(jax.random.key(1), obs, tids)
+    traced = jax.jit(lambda p, t: actor.apply(p, obs, t))(params, tids)  # gathers
+    chunked = jax.jit(lambda p: mtppo._apply_chunked(actor, p, obs, tids, 4))(params)
+    assert chunked.shape == traced.shape == (3, 10, 7)
+    np.testing.assert_array_equal(chunked, traced)
+    w = jnp.arange(12.0).reshape(3, 4)
+    assert nets.per_group(w, jnp.arange(3)) is w
+    np.testing.assert_array_equal(nets.per_group(w, tids), w[tids])
+
+
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_gram_schmidt_is_orthonormal_per_sample(k):
     u = jax.random.normal(jax.random.key(k), (32, 5, k, 1024))
