@@ -19,7 +19,8 @@ random; 10k steps per task: the leaderboard ``metaworld-mt10-cpu/v1``), ``ml10-m
 (MTSAC trained 100k steps on ML10's training tasks, then ``meta_test`` on drawer-open) and its
 no-pretraining control ``ml10-meta-test-scratch``; ``ml1-reach-meta-test`` and its scratch control
 (MTSAC trained 30k steps on ML1 reach's 50 training goals, goal hidden, then the same
-adaptation on 10 of its 40 held-out goals).
+adaptation on 10 of its 40 held-out goals); ``experts`` (Meta-World's scripted experts on all of
+MT50, one episode per training and per held-out goal: the upper reference point).
 
 The random reference on MT1 reach: ``mtrl train --suite metaworld/mt1-reach-v1 --agent random
 --steps 30000 --eval-episodes 50 --deterministic-eval --seeds 0 1 2 --runs-dir
@@ -87,6 +88,11 @@ PHASES = {
     "ml1-reach-meta-test-scratch": Phase("ml1-reach-meta-test-scratch", "metaworld/ml1-reach-v1",
                                          ("mtsac",), 10, (0, 1, 2), ("meta_test",), _META,
                                          "runs-scratch"),
+    # Meta-World's scripted experts (baselines/metaworld_experts.py): the upper reference point,
+    # every MT50 task, each of the 50 training goals once (``mt``) and the 40 held-out goals once
+    # (``zero_shot``). Deterministic policy, nothing to train: one seed.
+    "experts": Phase("experts", "metaworld/mt50-v1", ("metaworld-expert",), 1, (0,),
+                     root="runs-experts"),
 }  # fmt: skip
 
 
@@ -94,7 +100,7 @@ def _run(item: tuple[Phase, str, int]) -> str:
     from mtrl_bench.runner import RunConfig, run
 
     phase, agent, seed = item
-    preset = "default" if agent == "random" else "paper"
+    preset = "default" if agent in ("random", "metaworld-expert") else "paper"
     cfg = RunConfig(suite=phase.suite, agent=agent, seed=seed, steps=phase.steps, preset=preset,
                     protocols=phase.protocols, eval_episodes=50, deterministic_eval=True,
                     **dict(phase.extra))  # fmt: skip
@@ -103,10 +109,12 @@ def _run(item: tuple[Phase, str, int]) -> str:
 
 def report(phase: Phase) -> None:
     # ``random`` runs, where present (``mtrl train --agent random``), are the reference point.
-    trained = tuple(a for a in phase.agents if a != "random")
-    sweep.report(phase.runs, (*trained, "random"), OUT / phase.name)
+    trained = tuple(a for a in phase.agents if a not in ("random", "metaworld-expert"))
+    sweep.report(phase.runs, phase.agents if not trained else (*trained, "random"),
+                 OUT / phase.name)
     title = f"{phase.suite}, {phase.steps // 1000}k steps: training success"
-    sweep.curves(phase.runs, trained, OUT / phase.name / "curves.png", title)
+    if trained:
+        sweep.curves(phase.runs, trained, OUT / phase.name / "curves.png", title)
 
 
 def main(argv: list[str] | None = None) -> int:
