@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mtrl_bench.types import Task
 
@@ -57,8 +58,23 @@ class JaxEnv(Protocol):
 
 
 def stack_params(env: JaxEnv, tasks: Sequence[Task]) -> PyTree:
-    """Params of ``tasks`` stacked on a leading axis (for ``jax.vmap`` over tasks)."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *[env.params(t) for t in tasks])
+    """Params of ``tasks`` stacked on a leading axis (for ``jax.vmap`` over tasks).
+
+    ``env.params`` runs once per distinct task and the stack is a gather: a batch repeats a few
+    tasks thousands of times (calling ``params`` per sub-env and stacking B arrays per leaf took
+    114 s for 4096 signal-control sub-envs)."""
+    keys: list[Any] = []
+    for t in tasks:
+        try:
+            hash(t)
+            keys.append(t)
+        except TypeError:  # a task with unhashable kwargs: one params call per object
+            keys.append(id(t))
+    first = {k: t for k, t in zip(keys, tasks, strict=True)}
+    slot = {k: i for i, k in enumerate(first)}
+    index = np.asarray([slot[k] for k in keys], dtype=np.int32)
+    unique = [env.params(t) for t in first.values()]
+    return jax.tree.map(lambda *xs: jnp.stack(xs)[index], *unique)
 
 
 def autoreset(step_out: tuple, reset_out: tuple[jax.Array, PyTree]) -> tuple:

@@ -238,6 +238,28 @@ def test_adapters_share_compiled_functions():
     np.testing.assert_array_equal(env.params["goal"], stacked["goal"])
 
 
+def test_stack_params_calls_params_once_per_distinct_task_and_equals_a_plain_stack():
+    from mtrl_bench.registry import get_suite
+
+    suite = get_suite("minigrid-jax/mt3-v1")
+    env = suite_env(suite)
+    tasks = [suite.tasks[i] for i in (2, 0, 0, 1, 2, 0)]
+    calls = []
+
+    class Counting:
+        def params(self, task):
+            calls.append(task.index)
+            return env.params(task)
+
+    stacked = stack_params(Counting(), tasks)
+    assert sorted(calls) == [0, 1, 2]  # once per distinct task
+    plain = jax.tree.map(lambda *xs: jnp.stack(xs), *[env.params(t) for t in tasks])
+    assert jax.tree.structure(stacked) == jax.tree.structure(plain)
+    for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(plain), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_vector_step_skips_resets_without_changing_results():
     """``vector_step``'s lax.cond path (envs with ``step_env``) equals the plain vmapped
     autoreset step, transition for transition, across many episode ends."""
