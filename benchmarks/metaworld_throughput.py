@@ -1,6 +1,6 @@
 """Meta-World throughput: our suite's vector env vs upstream's, in one run (benchmarks/README.md).
 
-    python benchmarks/metaworld_throughput.py [--quick]
+    python benchmarks/metaworld_throughput.py [--quick] [--out PATH]
 
 Section ``env_rows``: env steps/s of ``metaworld/mt10-v1`` (``make_env(suite, "train",
 vector=...)``) vs raw ``gymnasium.make_vec("Meta-World/MT10", vector_strategy=...)`` (metaworld
@@ -18,10 +18,15 @@ observation + one-hot (``MultiInputPolicy``, ``net_arch=[400, 400, 400]``, batch
 network, one temperature instead of ten) on our MT10 suite through the foundation's SB3 adapter.
 Both sample from a filled replay buffer and use this process's default threads; compile time
 is excluded. MOORE-SAC runs 4 experts per network, about 4x MTSAC's FLOPs, so its ratio to SB3's
-MTSAC-sized SAC is not like for like (printed for scale).
+MTSAC-sized SAC is not like for like (printed for scale). Each SAC row also gives the FLOPs of
+one of our updates (XLA's cost analysis of the compiled update), the FLOP/s it reaches, its share
+of this CPU's peak (a 2048^3 float32 matmul, ``train_throughput.peak_flops``), and the most
+updates/s that FLOP count allows at that peak (``ceiling``): an update that needs more than the
+peak to match SB3 cannot reach ratio 1 on this machine by scheduling alone.
 
-Rows go to ``benchmarks/out/metaworld_throughput.json``; ``main`` collects them from the section
-functions in ``SECTIONS`` (each ``f(quick) -> list[dict]``), so more sections can be added.
+Rows go to ``--out`` (default ``benchmarks/out/metaworld_throughput.json``) with a Markdown table
+beside it (same name, ``.md``); ``main`` collects them from the section functions in
+``SECTIONS`` (each ``f(quick) -> list[dict]``), so more sections can be added.
 """
 
 from __future__ import annotations
@@ -137,6 +142,10 @@ def sac_rows(quick: bool) -> list[dict]:
     peer = n / (time.perf_counter() - start)
     venv.close()
     log(f"  SB3 SAC: {peer:.1f} updates/s")
+    from train_throughput import peak_flops
+
+    peak = peak_flops()
+    log(f"  peak: {peak / 1e9:.1f} GFLOP/s (2048^3 float32 matmul)")
     rows = []
     for agent in ("mtsac", "moore-sac"):
         algo = mtsac.build(get_agent(agent).presets["paper"], suite)
@@ -146,6 +155,8 @@ def sac_rows(quick: bool) -> list[dict]:
                  "terminated": np.zeros((10, 128))}  # fmt: skip
         batch = {k: v.astype(np.float32) for k, v in batch.items()}
         update = jax.jit(algo.update, static_argnums=2)
+        cost = update.lower(learner, batch, True).compile().cost_analysis()
+        flops = float((cost[0] if isinstance(cost, list) else cost)["flops"])
         learner = jax.block_until_ready(update(learner, batch, True)[0])  # compile
         start = time.perf_counter()
         for _ in range(n):
@@ -153,12 +164,19 @@ def sac_rows(quick: bool) -> list[dict]:
         jax.block_until_ready(learner)
         ours = n / (time.perf_counter() - start)
         ratio = ours / peer
-        print(f"SAC update, batch 1280: ours {agent:9} {ours:6.1f} updates/s, SB3 SAC {peer:6.1f}"
-              f" -> ratio {ratio:.2f}")  # fmt: skip
+        print(
+            f"SAC update, batch 1280: ours {agent:9} {ours:6.1f} updates/s, SB3 SAC {peer:6.1f}"
+            f" -> ratio {ratio:.2f}; {flops / 1e9:.1f} GFLOP per update, "
+            f"{ours * flops / peak:.0%} of peak, ceiling {peak / flops:.1f} updates/s"
+        )
         rows.append({"name": f"{agent} update (MT10 batch 1280) vs SB3 SAC", "ours": round(ours, 1),
                      "peer": round(peer, 1), "peer_name": "stable-baselines3 SAC, MultiInputPolicy "
                      "net_arch [400, 400, 400], batch 1280", "unit": "updates/s",
                      "ratio": round(ratio, 3), "when": when, "quick": quick, "updates": n,
+                     "gflop_per_update": round(flops / 1e9, 2),
+                     "gflop_s": round(ours * flops / 1e9, 1), "peak_gflop_s": round(peak / 1e9, 1),
+                     "peak_share": round(ours * flops / peak, 3),
+                     "ceiling_updates_s": round(peak / flops, 1),
                      "load_avg_1m": _load()})  # fmt: skip
     where = machine()
     return [{**row, "machine": where} for row in rows]
@@ -174,11 +192,41 @@ SECTIONS: list[Callable[[bool], list[dict]]] = [env_rows, sac_rows]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced run (~1 min)")
+    parser.add_argument("--out", default=str(OUT / "metaworld_throughput.json"))
     args = parser.parse_args()
+    out = Path(args.out)
+    if out.suffix != ".json" or out.is_dir():
+        parser.error(f"--out {args.out!r}: expected a path ending in .json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = [row for section in SECTIONS for row in section(args.quick)]
-    OUT.mkdir(exist_ok=True)
-    (OUT / "metaworld_throughput.json").write_text(json.dumps(rows, indent=1))
-    print(f"\nwrote {OUT / 'metaworld_throughput.json'} ({len(rows)} rows); machine: {machine()}")
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    cmd = "python benchmarks/metaworld_throughput.py" + (" --quick" if args.quick else "")
+    head = f"Written by `{cmd}` ({rows[0]['when']}; {rows[0]['machine']}).\n\n"
+    out.with_suffix(".md").write_text(head + markdown(rows))
+    print(f"\nwrote {out} and {out.with_suffix('.md')} ({len(rows)} rows); machine: {machine()}")
+
+
+def markdown(rows: list[dict]) -> str:
+    """Env rows and SAC rows as two Markdown tables."""
+    env = [r for r in rows if "gflop_per_update" not in r]
+    sac = [r for r in rows if "gflop_per_update" in r]
+    lines = ["| measurement | ours | peer | ratio | construction ours / peer (s) | load |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in env:
+        lines.append(
+            f"| {r['name']} | {r['ours']:,.0f} | {r['peer']:,.0f} | {r['ratio']:.2f} | "
+            f"{r['ours_construct_s']} / {r['peer_construct_s']} | {r['load_avg_1m']} |"
+        )
+    lines += ["", "| SAC update, MT10 batch 1280 | ours updates/s | SB3 SAC updates/s | ratio | "
+              "GFLOP per update | GFLOP/s | share of peak | ceiling updates/s | load |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in sac:
+        lines.append(
+            f"| {r['name'].split()[0]} | {r['ours']} | {r['peer']} | {r['ratio']:.2f} | "
+            f"{r['gflop_per_update']} | {r['gflop_s']} | {r['peak_share']:.0%} | "
+            f"{r['ceiling_updates_s']} | {r['load_avg_1m']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

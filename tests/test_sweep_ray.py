@@ -3,8 +3,9 @@
 The fixture starts a head node and a second node with ``ray start --block``, each in its own
 process group, and stops exactly those groups at the end (``ray stop`` would stop every Ray
 process of the machine). Each node has one CPU, so two runs are in flight at a time. The
-default run has one end-to-end test (a 6-run sweep in which the worker process of a running
-run is SIGKILLed); the JAX MiniGrid sweep, node loss and local-vs-Ray equality are ``slow``.
+default run has one end-to-end test (a 7-run sweep on the toy suite and JAX MiniGrid MT3 in
+which the worker process of a running run is SIGKILLed); node loss and local-vs-Ray equality are
+``slow``.
 """
 
 import contextlib
