@@ -70,7 +70,9 @@ def stack_params(env: JaxEnv, tasks: Sequence[Task]) -> PyTree:
             keys.append(t)
         except TypeError:  # a task with unhashable kwargs: one params call per object
             keys.append(id(t))
-    first = {k: t for k, t in zip(keys, tasks, strict=True)}
+    first: dict[Any, Task] = {}
+    for k, t in zip(keys, tasks, strict=True):
+        first.setdefault(k, t)
     slot = {k: i for i, k in enumerate(first)}
     index = np.asarray([slot[k] for k in keys], dtype=np.int32)
     unique = [env.params(t) for t in first.values()]
