@@ -12,7 +12,11 @@ zero-shot on all 50 targets (2 greedy episodes each). The multi-task baselines (
 in the observation, ``ppo-context``: with it) get the total budget of independent training (50 x the
 per-source budget). Files go to ``results/transfer/<suite>/<agent>/seed<k>/transfer.json``; the MBTL
 reports (tables, curves, multipliers; K = 50, MBTL's slopes theta 0.001 / 0.005) to
-``results/transfer/mbtl-<name>/``. Every step resumes where it stopped.
+``results/transfer/mbtl-<name>/``. Every step resumes where it stopped. A matrix and its multi-task
+rows can take longer than a session leaves free, so finished chunks
+(``partial/chunk<i>.npz``, a few kB each, with the run's ``config.json``) are committed as they
+come and the next session resumes from them; the chunks are keyed by source, so a matrix built
+across sessions equals one built in one go.
 """
 
 from __future__ import annotations
