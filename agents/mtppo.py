@@ -60,13 +60,10 @@ step and update run under a Python rollout loop over the suite's vector env; a r
 the envs (fresh reset), so it is not bit-identical there. Both paths split keys identically, and
 on a JAX suite they give the same parameters (tested).
 
-Performance (issue 17): the update's three forward passes over the whole rollout (V(s), V(s')
-and the old log-probabilities, 2000 x n_tasks samples each) run in ``lax.map`` chunks of one
-minibatch (``_apply_chunked``, 256 per task): the same values bitwise, computed with every
-intermediate in cache instead of streaming 6000-sample im2col matrices through memory. The
-critic's full-batch gradient step is left whole (chunking it would change the summation order).
-Timed against the previous update, interleaved in one process on a machine at load 5-8: 1.44x
-on MT3 (best of 3), 0.96x on MT5 (one run each); not conclusive (docs/performance.md).
+Performance (issue 17; timings in docs/performance.md): the update's three forward passes over
+the whole rollout (V(s), V(s'), old log-probabilities) run in minibatch-sized chunks
+(``nets.apply_chunked``), bitwise the same values with the activations in cache. The critic's
+full-batch gradient step is left whole (chunking it would change the summation order).
 
 ``few_shot`` (MOORE's transfer runs, TL3->5 / TL5->7): the trained agent's experts (for MTPPO its
 CNN trunk) are frozen; only the task weights and heads of the held-out tasks train, with fresh
@@ -193,25 +190,6 @@ def gae(config: Config, values, next_values, batch: ro.Batch) -> jax.Array:
     return ppo_core.gae(*(x.T for x in args), config.gamma, config.gae_lambda).T
 
 
-def _apply_chunked(net, params, obs, task_ids, chunk: int) -> jax.Array:
-    """``net.apply(params, obs, task_ids)`` on a grouped batch ``(T, n, ...)``, computed in
-    ``lax.map`` chunks of ``chunk`` samples per group (the tail padded, then dropped).
-
-    A sample's output depends on that sample alone, and the values are bitwise those of one call
-    (tested, with XLA CPU's kernels); faster, because a minibatch-sized chunk's activations stay
-    in cache, while one call on
-    MOORE's whole 3 x 2000 batch moves every im2col matrix through memory (a forward of the
-    actor: 1.1 s whole, 0.64 s in chunks of 256 x 3, on the loaded 2-core machine)."""
-    t, n = obs.shape[:2]
-    if n <= chunk:
-        return net.apply(params, obs, task_ids)
-    m = -(-n // chunk)
-    obs = jnp.pad(obs, ((0, 0), (0, m * chunk - n)) + ((0, 0),) * (obs.ndim - 2))
-    obs = jnp.moveaxis(obs.reshape(t, m, chunk, *obs.shape[2:]), 1, 0)
-    out = jax.lax.map(lambda o: net.apply(params, o, task_ids), obs)
-    return jnp.moveaxis(out, 0, 1).reshape(t, m * chunk, *out.shape[3:])[:, :n]
-
-
 def _policy_losses(config, actor, params, obs, task_ids, actions, adv, old_logp):
     """Per-task PPO losses (T,) of a stratified minibatch ``(T, n, ...)`` (no value term)."""
     logp_all = jax.nn.log_softmax(actor.apply(params, obs, task_ids))
@@ -259,14 +237,14 @@ def build(config: Config, suite: Suite, *, split: str = "train", frozen: bool = 
         key, k_perm, k_pc = jax.random.split(learner.key, 3)
 
         def v_of(p, o):  # V of (E, S, ...) observations; forward passes in minibatch chunks
-            return _apply_chunked(critic, p, group(o), tids, mb)[..., 0].reshape(o.shape[:2])
+            return nets.apply_chunked(critic, p, group(o), tids, mb)[..., 0].reshape(o.shape[:2])
 
         values, next_values = v_of(learner.critic, batch.obs), v_of(learner.critic, batch.next_obs)
         adv = group(gae(config, values, next_values, batch))
         targets = adv + group(values)
         adv = ppo_core.normalize(adv, axis=1)  # per task
         obs, actions = group(batch.obs), group(batch.actions)
-        logp_all = jax.nn.log_softmax(_apply_chunked(actor, learner.actor, obs, tids, mb))
+        logp_all = jax.nn.log_softmax(nets.apply_chunked(actor, learner.actor, obs, tids, mb))
         old_logp = ppo_core.categorical_log_prob(logp_all, actions)
 
         # Critic: one full-batch step (mushroom batch_size=0), before the policy.

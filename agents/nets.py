@@ -372,3 +372,22 @@ def task_grad(loss_fn: Callable[[Any], jax.Array], params: Any, use_pcgrad: bool
     grads = jax.vmap(lambda g: ravel_pytree(g)[0])(per_task)  # (T, P)
     heads = jax.tree_util.tree_map_with_path(lambda p, x: jnp.full(x.shape, is_head(p)), params)
     return losses.mean(), unravel(pcgrad(grads, key, ravel_pytree(heads)[0] > 0))
+
+
+def apply_chunked(net, params, obs, task_ids, chunk: int) -> jax.Array:
+    """``net.apply(params, obs, task_ids)`` on a grouped batch ``(T, n, ...)``, computed in
+    ``lax.map`` chunks of ``chunk`` samples per group (the tail padded, then dropped).
+
+    A sample's output depends on that sample alone, and the values are bitwise those of one call
+    (tested, with XLA CPU's kernels); faster, because a minibatch-sized chunk's activations stay
+    in cache, while one call on
+    MOORE's whole 3 x 2000 batch moves every im2col matrix through memory (a forward of the
+    actor: 1.1 s whole, 0.64 s in chunks of 256 x 3, on the loaded 2-core machine)."""
+    t, n = obs.shape[:2]
+    if n <= chunk:
+        return net.apply(params, obs, task_ids)
+    m = -(-n // chunk)
+    obs = jnp.pad(obs, ((0, 0), (0, m * chunk - n)) + ((0, 0),) * (obs.ndim - 2))
+    obs = jnp.moveaxis(obs.reshape(t, m, chunk, *obs.shape[2:]), 1, 0)
+    out = jax.lax.map(lambda o: net.apply(params, o, task_ids), obs)
+    return jnp.moveaxis(out, 0, 1).reshape(t, m * chunk, *out.shape[3:])[:, :n]

@@ -38,7 +38,7 @@ def test_im2col_conv_equals_xla_conv():
 
 
 def test_chunked_forward_and_static_task_rows_equal_one_gathered_call():
-    # the update's full-batch forward passes run in minibatch chunks (mtppo._apply_chunked), and
+    # the update's full-batch forward passes run in minibatch chunks (nets.apply_chunked), and
     # constant task ids take static rows (nets.per_group): both bitwise equal to one call
     suite = get_suite("minigrid-jax/mt3-v1")
     actor = mtppo._networks(mtppo.Config(), suite)[0]
@@ -46,7 +46,7 @@ def test_chunked_forward_and_static_task_rows_equal_one_gathered_call():
     tids = jnp.array([2, 0, 1])
     params = actor.init(jax.random.key(1), obs, tids)
     traced = jax.jit(lambda p, t: actor.apply(p, obs, t))(params, tids)  # gathers
-    chunked = jax.jit(lambda p: mtppo._apply_chunked(actor, p, obs, tids, 4))(params)
+    chunked = jax.jit(lambda p: nets.apply_chunked(actor, p, obs, tids, 4))(params)
     assert chunked.shape == traced.shape == (3, 10, 7)
     np.testing.assert_array_equal(chunked, traced)
     w = jnp.arange(12.0).reshape(3, 4)
