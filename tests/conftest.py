@@ -28,3 +28,37 @@ def pytest_unconfigure(config):
 
     if hasattr(config, "_mtrl_xla_cache"):
         shutil.rmtree(config._mtrl_xla_cache, ignore_errors=True)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """After a test module's last test (on this worker), drop the programs JAX compiled for it
+    (``jax.clear_caches``) and return the freed heap to the OS (``malloc_trim``): a worker
+    otherwise keeps every module's executables for the whole session. Peak RSS of one process
+    4.53 -> 2.76 GB, same wall time (docs/performance.md, ``benchmarks/test_suite_memory.py``).
+    ``MTRL_TEST_KEEP_CACHES=1`` turns it off; ``MTRL_TEST_RSS_LOG=FILE`` appends each worker's
+    RSS and peak RSS (GB) after each module."""
+    import sys
+
+    if nextitem is not None and nextitem.module is item.module:
+        return
+    keep = os.environ.get("MTRL_TEST_KEEP_CACHES") == "1"  # the old behaviour, for comparisons
+    if (jax := sys.modules.get("jax")) is not None and not keep:
+        import gc
+
+        jax.clear_caches()
+        gc.collect()
+        try:  # hand the freed heap back to the OS (glibc keeps it otherwise)
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+    if log := os.environ.get("MTRL_TEST_RSS_LOG"):  # per-module RSS and peak (GB) of a worker
+        with open("/proc/self/status") as f:
+            kb = {k: v.split()[0] for k, v in (line.split(":", 1) for line in f) if k in
+                  ("VmRSS", "VmHWM")}  # fmt: skip
+        with open(log, "a") as f:
+            f.write(
+                f"{os.getpid()} {item.module.__name__} {int(kb['VmRSS']) / 1e6:.2f} "
+                f"{int(kb['VmHWM']) / 1e6:.2f}\n"
+            )
