@@ -2,6 +2,10 @@
 
     python benchmarks/test_suite_memory.py --out benchmarks/results/test_suite_memory.json
     python benchmarks/test_suite_memory.py -- tests/test_mtppo.py   # pytest arguments after --
+    python benchmarks/test_suite_memory.py --render benchmarks/results/test_suite_memory.json
+
+``--out X.json`` also writes ``X.md`` (a one-row table, included in docs/performance.md);
+``--render`` rewrites that table from an existing JSON row.
 
 Runs ``python -m pytest -q -n 2`` in a child process and samples, every 0.5 s, the resident set
 size (``VmRSS`` in ``/proc``) of every process in its tree: the pytest controller, the two xdist
@@ -88,14 +92,41 @@ def measure(pytest_args: list[str], workers: int) -> dict:
     reader.join()
     wall = time.perf_counter() - start
     summary = next((ln.strip() for ln in reversed(lines) if " in " in ln and "passed" in ln), "")
+    failed = [ln.split(" ", 1)[1].strip() for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
     now = datetime.now(UTC).isoformat(timespec="seconds")
     return {"benchmark": "test_suite_memory", "time": now,
             "command": " ".join(["python", *cmd[1:]]), "returncode": proc.returncode,
-            "wall_s": round(wall, 1), "summary": summary,
+            "wall_s": round(wall, 1), "summary": summary, "failed": failed,
             "peak_single_process_gb": round(peak_single / 1e6, 2), "peak_process": peak_process,
             "peak_tree_total_gb": round(peak_total / 1e6, 2), "target_single_gb": 3.0,
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count()}  # fmt: skip
+
+
+def markdown(row: dict) -> str:
+    head = (
+        "| command | tests | wall (s) | peak, one process (GB) | target (GB) | peak, all "
+        "processes (GB) | load before / after |"
+    )
+    tests = row["summary"] + "".join(f"; failed: {f}" for f in row.get("failed", []))
+    cells = (
+        f"`{row['command']}`",
+        tests,
+        f"{row['wall_s']:.0f}",
+        f"{row['peak_single_process_gb']:.2f}",
+        f"{row['target_single_gb']:.1f}",
+        f"{row['peak_tree_total_gb']:.2f}",
+        f"{row['load_before']} / {row['load_after']}",
+    )
+    return (f"Written by `python benchmarks/test_suite_memory.py` ({row['time']}, "
+            f"{row['cpus']} cores).\n\n{head}\n|---|---|---:|---:|---:|---:|---:|\n"
+            f"| {' | '.join(cells)} |\n")  # fmt: skip
+
+
+def _write(row: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(row, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(row))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="write the JSON row here as well")
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (default 2)")
+    parser.add_argument("--render", type=Path, help="only rewrite the .md of this JSON row")
     args = parser.parse_args(own)
+    if args.render:
+        _write(json.loads(args.render.read_text()), args.render)
+        return 0
     if not Path("/proc/self/status").exists():
         print("test_suite_memory: needs Linux /proc", file=sys.stderr)
         return 2
@@ -113,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(row, indent=1)
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        _write(row, args.out)
     return 0 if row["returncode"] == 0 else 1
 
 
