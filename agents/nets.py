@@ -380,9 +380,9 @@ def apply_chunked(net, params, obs, task_ids, chunk: int) -> jax.Array:
 
     A sample's output depends on that sample alone, and the values are bitwise those of one call
     (tested, with XLA CPU's kernels); faster, because a minibatch-sized chunk's activations stay
-    in cache, while one call on
-    MOORE's whole 3 x 2000 batch moves every im2col matrix through memory (a forward of the
-    actor: 1.1 s whole, 0.64 s in chunks of 256 x 3, on the loaded 2-core machine)."""
+    in cache, while one call on MOORE's whole 3 x 2000 batch moves every im2col matrix through
+    memory (a forward of the actor: 1.1 s whole, 0.64 s in chunks of 256 x 3, on the loaded
+    2-core machine)."""
     t, n = obs.shape[:2]
     if n <= chunk:
         return net.apply(params, obs, task_ids)

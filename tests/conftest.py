@@ -33,8 +33,8 @@ def pytest_unconfigure(config):
 def pytest_runtest_teardown(item, nextitem):
     """After a test module's last test (on this worker), drop the programs JAX compiled for it
     (``jax.clear_caches``) and return the freed heap to the OS (``malloc_trim``): a worker
-    otherwise keeps every module's executables for the whole session. Peak RSS of one process
-    4.53 -> 2.76 GB, same wall time (docs/performance.md, ``benchmarks/test_suite_memory.py``).
+    otherwise keeps every module's executables for the whole session. The figures, before and
+    after: docs/performance.md (``benchmarks/test_suite_memory.py``).
     ``MTRL_TEST_KEEP_CACHES=1`` turns it off; ``MTRL_TEST_RSS_LOG=FILE`` appends each worker's
     RSS and peak RSS (GB) after each module."""
     import sys
